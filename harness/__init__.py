@@ -1,0 +1,1 @@
+"""bitnet.harness: the conformance runner (contracts, differential suites, fuzzing, reports)."""

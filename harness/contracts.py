@@ -1,0 +1,136 @@
+"""The contract registry: every clause of the spec, a stable id, and the checks that prove it.
+
+A check is a pytest node-id prefix (``file.py::test_name``, or a whole file). A clause whose
+checks did not all run and pass is never reported as passing: no checks (or none ran) is
+'unproven', any failure is 'failed'. The spec is `shared/spec/COMPATIBILITY.md`; this
+project's reading of it is `docs/COMPATIBILITY.md`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Sequence, Tuple
+
+GGUF = "tests/test_gguf_compatibility.py"
+TOK = "tests/test_tokenizer_contracts.py"
+QUANTS = "tests/test_quants.py"
+ENGINE = "tests/test_reference_engine.py"
+SAMPLING = "tests/test_sampling.py"
+
+
+@dataclass(frozen=True)
+class Contract:
+    id: str
+    section: str
+    clause: str
+    checks: Tuple[str, ...] = ()
+
+
+def _c(id: str, section: str, clause: str, *checks: str) -> Contract:
+    return Contract(id, section, clause, tuple(checks))
+
+
+CONTRACTS: Sequence[Contract] = (
+    # C/C++ FFI API
+    _c("capi.llama_load_model_from_file", "C API", "locked signature, full support"),
+    _c("capi.llama_free_model", "C API", "locked signature, full support"),
+    _c("capi.llama_new_context_with_model", "C API", "locked signature, full support"),
+    _c("capi.llama_free", "C API", "locked signature, full support"),
+    _c("capi.llama_tokenize", "C API", "locked signature, full support"),
+    _c("capi.llama_eval", "C API", "locked signature, full support"),
+    _c("capi.llama_get_logits", "C API", "locked signature, full support"),
+    _c("capi.llama_get_embeddings", "C API", "truth table: planned"),
+    _c("capi.llama_batch", "C API", "truth table: llama_batch_* planned"),
+    _c("capi.llama_kv_cache", "C API", "truth table: llama_kv_cache_* planned"),
+    _c("capi.llama_grammar", "C API", "truth table: not planned (constraints API instead)"),
+    _c("capi.llama_sampling", "C API", "truth table: llama_sampling_* full support",
+       f"{SAMPLING}"),
+    _c("capi.llama_model_quantize", "C API", "truth table: planned"),
+    # error codes
+    _c("errors.codes", "Error codes", "0 success, -1 generic, -2 invalid UTF-8, -3 tokenization "
+       "failed, 1 eval error; extensions -4..-10", f"{GGUF}::test_missing_file_has_code_minus_4",
+       f"{GGUF}::test_bad_file_corpus"),
+    # Python API
+    _c("python.import", "Python API", "`from bitnet.llama_compat import Llama` is the only change"),
+    _c("python.signatures", "Python API", "Llama(...) parameters and methods locked"),
+    _c("python.tokenize", "Python API", "llama.tokenize(text, add_bos=True, special=True)"),
+    _c("python.call", "Python API", "llama(prompt, max_tokens=100, temperature=0.7)"),
+    # tokenizers
+    _c("tokenizer.gpt2-bpe", "Tokenizers", "GPT-2 BPE, including variants with missing metadata",
+       f"{TOK}"),
+    _c("tokenizer.llama3-bpe", "Tokenizers", "Llama 3 BPE (128k vocabulary)", f"{TOK}"),
+    _c("tokenizer.sentencepiece", "Tokenizers", "SentencePiece (Llama 1/2)", f"{TOK}"),
+    _c("tokenizer.tiktoken", "Tokenizers", "Tiktoken (GPT-3.5/4)", f"{TOK}"),
+    _c("tokenizer.falcon", "Tokenizers", "Falcon", f"{TOK}"),
+    _c("tokenizer.breaks-llamacpp", "Tokenizers", "gpt2 model with tokenizer.ggml.pre missing "
+       "must work", f"{GGUF}::test_missing_pre_is_detected", f"{GGUF}::test_smollm2_pre_is_detected"),
+    # GGUF fixes
+    _c("gguf.fix.pre", "GGUF auto-fix", "missing tokenizer.ggml.pre for GPT-2 models",
+       f"{GGUF}::test_missing_pre_is_detected", f"{GGUF}::test_smollm2_pre_is_detected",
+       f"{GGUF}::test_undetectable_pre_falls_back_to_default_with_warning"),
+    _c("gguf.fix.add_space_prefix", "GGUF auto-fix", "missing tokenizer.ggml.add_space_prefix",
+       f"{GGUF}::test_missing_add_space_prefix_and_byte_fallback"),
+    _c("gguf.fix.byte_fallback", "GGUF auto-fix", "missing tokenizer.ggml.byte_fallback",
+       f"{GGUF}::test_missing_add_space_prefix_and_byte_fallback"),
+    _c("gguf.fix.special_ids", "GGUF auto-fix", "missing special token ids (BOS, EOS, PAD, UNK)",
+       f"{GGUF}::test_missing_special_ids_match_llamacpp_defaults_for_spm",
+       f"{GGUF}::test_missing_special_ids_recover_the_original",
+       f"{GGUF}::test_nothing_guessed_when_nothing_fits"),
+    # model compatibility
+    _c("models.llamacpp-loadable", "Model compatibility", "all models llama.cpp can load "
+       "(parse: every GGUF; run: the supported architectures)",
+       f"{GGUF}::test_real_files_match_gguf_py"),
+    _c("models.missing-metadata", "Model compatibility", "models llama.cpp cannot load due to "
+       "missing tokenizer metadata", f"{GGUF}::test_missing_pre_is_detected"),
+    _c("models.vocab-mismatch", "Model compatibility", "vocabulary size mismatches (with warning)",
+       f"{GGUF}::test_vocab_size_mismatch_is_a_warning"),
+    # GGUF v2/v3
+    _c("gguf.versions", "GGUF format", "v2 and v3 headers accepted with defensive parsing",
+       f"{GGUF}::test_v2_is_accepted", f"{GGUF}::test_big_endian_v3_reads_like_little_endian",
+       f"{GGUF}::test_v1_is_rejected_naming_supported_versions",
+       f"{GGUF}::test_bad_file_corpus", f"{GGUF}::test_truncated_at_every_section_boundary",
+       f"{GGUF}::test_mutations_raise_only_gguf_error"),
+    _c("gguf.alignment", "GGUF format", "invalid alignment (0, non-power-of-two) clamped to 32",
+       f"{GGUF}::test_bad_file_corpus[kv_alignment_0]",
+       f"{GGUF}::test_bad_file_corpus[kv_alignment_13]",
+       f"{GGUF}::test_bad_file_corpus[kv_alignment_int32_typed]"),
+    _c("gguf.data_offset", "GGUF format", "invalid data_offset falls back to "
+       "align_up(kv_end, alignment) (see docs/COMPATIBILITY.md)",
+       f"{GGUF}::test_bad_file_corpus[tensor_offset_misaligned]",
+       f"{GGUF}::test_bad_file_corpus[tensor_offset_past_eof]"),
+    # performance
+    _c("perf.no-regression", "Performance", "no regression vs llama.cpp (bitnet-compat bench)"),
+    _c("perf.loading", "Performance", "better model loading (memory-mapped)"),
+    _c("perf.tokenization", "Performance", "better tokenization (especially GPT-2)"),
+    _c("perf.simd", "Performance", "hand-optimized SIMD operations"),
+    # numerics, engine
+    _c("numerics.quantization-bounds", "What we don't guarantee", "identical numerics not "
+       "guaranteed; within quantization bounds", f"{QUANTS}", f"{ENGINE}"),
+    # tests and CI
+    _c("tests.required-files", "Test coverage", "api_contract, tokenizer_contracts, "
+       "gguf_compatibility, test_llama_compat exist and run"),
+    _c("ci.workflow", "CI", ".github/workflows/compatibility.yml: Linux/macOS/Windows x "
+       "Python 3.8-3.12"),
+    # migration
+    _c("migration.c", "Migration", "C: change the include and the library, nothing else"),
+    _c("migration.python", "Migration", "Python: change the import, nothing else"),
+)
+
+
+def contract_ids() -> List[str]:
+    return [c.id for c in CONTRACTS]
+
+
+def status(contract: Contract, outcomes: Dict[str, str]) -> Tuple[str, List[str]]:
+    """('passed'|'failed'|'unproven', matching node ids) from pytest outcomes by node id."""
+    matched = [node for node in outcomes
+               if any(node == chk or node.startswith(chk + "::") or node.startswith(chk + "[")
+                      or (chk.endswith(".py") and node.startswith(chk)) for chk in contract.checks)]
+    if not contract.checks or not matched:
+        return "unproven", matched
+    results = [outcomes[n] for n in matched]
+    if any(r == "failed" for r in results):
+        return "failed", matched
+    if all(r == "passed" for r in results):
+        return "passed", matched
+    return "unproven", matched  # some skipped: not proven in this run

@@ -1,0 +1,116 @@
+"""`bitnet-compat run`: run the checks, map them onto the contract registry, write a report.
+
+The checks are the project's pytest suite (so the test suite and the runner share one
+registry); `--quick` skips tests marked `slow`. Reports go to `reports/<run-id>/`:
+`summary.json` (schema below), `report.md`, `junit.xml`; `reports/latest` points to the newest.
+
+summary.json schema (version 1):
+    {"schema": 1, "run_id": str, "mode": "quick"|"full", "seed": int,
+     "totals": {"passed": n, "failed": n, "unproven": n},
+     "tests": {"passed": n, "failed": n, "skipped": n},
+     "contracts": [{"id", "section", "clause", "status", "checks": [node ids]}]}
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+from rich.console import Console
+from rich.table import Table
+
+from .contracts import CONTRACTS, status
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _outcomes(junit: Path) -> Dict[str, str]:
+    """pytest node id -> 'passed' | 'failed' | 'skipped' from a junit XML file."""
+    out: Dict[str, str] = {}
+    if not junit.is_file():
+        return out
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        classname = case.get("classname", "")
+        parts = classname.split(".")
+        node = "/".join(parts) + ".py::" + case.get("name", "")
+        if case.find("failure") is not None or case.find("error") is not None:
+            out[node] = "failed"
+        elif case.find("skipped") is not None:
+            out[node] = "skipped"
+        else:
+            out[node] = "passed"
+    return out
+
+
+def run(quick: bool = True, report_dir: Optional[str] = None, seed: int = 0,
+        workers: str = "auto") -> int:
+    """Run the suite, write the report; non-zero exit when any contract failed."""
+    if not (REPO / "tests").is_dir():
+        print("bitnet-compat run needs a source checkout (its tests/ folder); "
+              f"none at {REPO}", file=sys.stderr)
+        return 2
+    run_id = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = Path(report_dir) if report_dir else REPO / "reports" / run_id
+    out.mkdir(parents=True, exist_ok=True)
+    junit = out / "junit.xml"
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}",
+           "-o", "junit_family=xunit1"]
+    if workers != "0":
+        cmd += ["-n", workers]
+    if quick:
+        cmd += ["-m", "not slow"]
+    env = dict(os.environ, BITNET_SEED=str(seed))
+    proc = subprocess.run(cmd, cwd=REPO, env=env)
+    outcomes = _outcomes(junit)
+    summary = _summary(run_id, quick, seed, outcomes)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    (out / "report.md").write_text(_markdown(summary))
+    latest = out.parent / "latest"
+    if latest.is_symlink() or not latest.exists():
+        if latest.is_symlink():
+            latest.unlink()
+        latest.symlink_to(out.name)
+    _print_table(summary)
+    print(f"report: {out}")
+    # pytest exit codes above 1 (interrupted, internal error, no tests) fail the run too
+    return 1 if summary["totals"]["failed"] or proc.returncode != 0 else 0
+
+
+def _summary(run_id: str, quick: bool, seed: int, outcomes: Dict[str, str]) -> Dict[str, Any]:
+    contracts = []
+    totals = {"passed": 0, "failed": 0, "unproven": 0}
+    for c in CONTRACTS:
+        st, nodes = status(c, outcomes)
+        totals[st] += 1
+        contracts.append({"id": c.id, "section": c.section, "clause": c.clause, "status": st,
+                          "checks": nodes})
+    tests = {k: sum(1 for v in outcomes.values() if v == k) for k in ("passed", "failed", "skipped")}
+    return {"schema": 1, "run_id": run_id, "mode": "quick" if quick else "full", "seed": seed,
+            "totals": totals, "tests": tests, "contracts": contracts}
+
+
+def _markdown(summary: Dict[str, Any]) -> str:
+    lines = [f"# bitnet-compat run {summary['run_id']} ({summary['mode']})", "",
+             f"Contracts: {summary['totals']}; tests: {summary['tests']}", "",
+             "| contract | section | status | checks |", "|---|---|---|---|"]
+    for c in summary["contracts"]:
+        lines.append(f"| `{c['id']}` | {c['section']} | {c['status']} | {len(c['checks'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def _print_table(summary: Dict[str, Any]) -> None:
+    table = Table(title=f"contracts ({summary['mode']} run {summary['run_id']})")
+    for col in ("contract", "section", "status", "checks"):
+        table.add_column(col)
+    colors = {"passed": "green", "failed": "red", "unproven": "yellow"}
+    for c in summary["contracts"]:
+        table.add_row(c["id"], c["section"], f"[{colors[c['status']]}]{c['status']}[/]",
+                      str(len(c["checks"])))
+    Console().print(table)
+    print(f"totals: {summary['totals']}  tests: {summary['tests']}")
