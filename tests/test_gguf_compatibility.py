@@ -19,13 +19,14 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import gguf
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from bitnet.errors import MODEL_LOAD_FAILED, MODEL_NOT_FOUND, GGUFError, ModelNotFoundError
 from bitnet.gguf import GGUFWarning, load, parse
 from bitnet.gguf.fixes import detect_pre_tokenizer
 from bitnet.gguf.writer import write_repaired_copy
 from bitnet.harness.corpora import SMOLLM2, corpus_path, vocab_names
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from .gguf_builder import KV, Builder, Tensor, valid_builder
 

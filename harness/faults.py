@@ -1,0 +1,46 @@
+"""Deliberate faults for mutation checks of the harness itself.
+
+`bitnet-compat run --inject-fault NAME` (or BITNET_INJECT_FAULT=NAME in a pytest run with
+the `bitnet.harness.pytest_faults` plugin) patches one piece of the implementation before
+the checks run; the contract that piece serves must then turn red. The test suite proves
+it does (tests/test_harness.py).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Dict
+
+
+def _missing_gguf_fix() -> None:
+    """Auto-repair forgets the pre-tokenizer fingerprints (fix 1 silently degrades)."""
+    from bitnet.gguf import fixes
+
+    fixes.MERGES_FINGERPRINTS.clear()
+    fixes.SPECIAL_TOKEN_HINTS = ()
+
+
+def _wrong_error_code() -> None:
+    """A missing model file reports the generic code instead of -4."""
+    from bitnet import errors
+
+    errors.ModelNotFoundError.code = errors.GENERIC_ERROR
+
+
+FAULTS: Dict[str, Callable[[], None]] = {
+    "missing-gguf-fix": _missing_gguf_fix,
+    "wrong-error-code": _wrong_error_code,
+}
+
+# which contract each fault must turn red
+EXPECTED_RED: Dict[str, str] = {
+    "missing-gguf-fix": "gguf.fix.pre",
+    "wrong-error-code": "errors.codes",
+}
+
+
+def inject(name: str) -> None:
+    """Apply the named fault in this process."""
+    try:
+        FAULTS[name]()
+    except KeyError:
+        raise ValueError(f"unknown fault {name!r}; known: {', '.join(sorted(FAULTS))}") from None
