@@ -18,10 +18,11 @@ from typing import Any, Dict, Iterator, List, Tuple
 
 import numpy as np
 import pytest
-from bitnet import sampling as S
-from bitnet.sampling import TokenDataArray
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from bitnet import sampling as S
+from bitnet.sampling import TokenDataArray
 
 EXAMPLES = int(os.environ.get("BITNET_HYPOTHESIS_EXAMPLES", "20"))
 SETTINGS = settings(
