@@ -16,6 +16,7 @@ TOK = "tests/test_tokenizer_contracts.py"
 QUANTS = "tests/test_quants.py"
 ENGINE = "tests/test_reference_engine.py"
 SAMPLING = "tests/test_sampling.py"
+LLAMA = "tests/test_llama_compat.py"
 
 
 @dataclass(frozen=True)
@@ -43,18 +44,30 @@ CONTRACTS: Sequence[Contract] = (
     _c("capi.llama_batch", "C API", "truth table: llama_batch_* planned"),
     _c("capi.llama_kv_cache", "C API", "truth table: llama_kv_cache_* planned"),
     _c("capi.llama_grammar", "C API", "truth table: not planned (constraints API instead)"),
-    _c("capi.llama_sampling", "C API", "truth table: llama_sampling_* full support",
-       f"{SAMPLING}"),
+    _c("capi.llama_sampling", "C API", "truth table: llama_sampling_* full support"),
     _c("capi.llama_model_quantize", "C API", "truth table: planned"),
     # error codes
     _c("errors.codes", "Error codes", "0 success, -1 generic, -2 invalid UTF-8, -3 tokenization "
        "failed, 1 eval error; extensions -4..-10", f"{GGUF}::test_missing_file_has_code_minus_4",
        f"{GGUF}::test_bad_file_corpus"),
     # Python API
-    _c("python.import", "Python API", "`from bitnet.llama_compat import Llama` is the only change"),
-    _c("python.signatures", "Python API", "Llama(...) parameters and methods locked"),
-    _c("python.tokenize", "Python API", "llama.tokenize(text, add_bos=True, special=True)"),
-    _c("python.call", "Python API", "llama(prompt, max_tokens=100, temperature=0.7)"),
+    _c("python.import", "Python API", "`from bitnet.llama_compat import Llama` is the only change",
+       LLAMA),
+    _c("python.signatures", "Python API", "Llama(...) parameters and methods locked",
+       f"{LLAMA}::test_signatures_match_llama_cpp_python", f"{LLAMA}::test_helper_classes_match"),
+    _c("python.tokenize", "Python API", "llama.tokenize(text, add_bos=True, special=True)",
+       f"{LLAMA}::test_tokenize_detokenize_identical"),
+    _c("python.call", "Python API", "llama(prompt, max_tokens=100, temperature=0.7)",
+       f"{LLAMA}::test_greedy_completions_agree_up_to_near_ties",
+       f"{LLAMA}::test_completion_dict_structure", f"{LLAMA}::test_stream_chunks_match"),
+    _c("python.errors", "Python API", "errors users catch: context overflow, missing file, "
+       "logprobs without logits_all, embed without embedding=True",
+       f"{LLAMA}::test_missing_model_path", f"{LLAMA}::test_context_overflow_message",
+       f"{LLAMA}::test_logprobs_and_embed_errors"),
+    _c("python.chat", "Python API", "chat templates render token-identical; sandboxed",
+       f"{LLAMA}::test_builtin_chat_formats_render_identically",
+       f"{LLAMA}::test_gguf_template_renders_token_identical",
+       f"{LLAMA}::test_chat_template_injection_is_sandboxed"),
     # tokenizers
     _c("tokenizer.gpt2-bpe", "Tokenizers", "GPT-2 BPE, including variants with missing metadata",
        f"{TOK}"),
@@ -104,8 +117,21 @@ CONTRACTS: Sequence[Contract] = (
     _c("perf.tokenization", "Performance", "better tokenization (especially GPT-2)"),
     _c("perf.simd", "Performance", "hand-optimized SIMD operations"),
     # numerics, engine
+    _c("sampling.llamacpp-chain", "Python API", "sampling follows llama.cpp's sampler chain "
+       "(same candidates, probabilities and seeded picks)", SAMPLING),
     _c("numerics.quantization-bounds", "What we don't guarantee", "identical numerics not "
        "guaranteed; within quantization bounds", f"{QUANTS}", f"{ENGINE}"),
+    _c("models.bitnet-b1.58", "Model compatibility", "BitNet b1.58 (I2_S, no pre key, shaped "
+       "like the official 2B-4T GGUF) loads and generates where llama.cpp cannot",
+       f"{ENGINE}::test_llamacpp_cannot_load_i2s_files",
+       f"{ENGINE}::test_bitnet_b158_official_shape_loads_and_generates",
+       f"{ENGINE}::test_i2s_matches_tq2_0_run_by_llamacpp"),
+    _c("models.llama-logits", "Model compatibility", "llama-family logits agree with llama.cpp "
+       "within quantization bounds (SmolLM2 real weights)",
+       f"{ENGINE}::test_smollm2_logits_match_llamacpp",
+       f"{ENGINE}::test_smollm2_greedy_diverges_only_at_near_ties"),
+    _c("models.bitnet-logits", "Model compatibility", "mainline bitnet TQ1_0/TQ2_0 logits agree "
+       "with llama.cpp", f"{ENGINE}::test_synthetic_bitnet_matches_llamacpp"),
     # tests and CI
     _c("tests.required-files", "Test coverage", "api_contract, tokenizer_contracts, "
        "gguf_compatibility, test_llama_compat exist and run"),
@@ -113,7 +139,9 @@ CONTRACTS: Sequence[Contract] = (
        "Python 3.8-3.12"),
     # migration
     _c("migration.c", "Migration", "C: change the include and the library, nothing else"),
-    _c("migration.python", "Migration", "Python: change the import, nothing else"),
+    _c("migration.python", "Migration", "Python: change the import, nothing else",
+       f"{LLAMA}::test_signatures_match_llama_cpp_python",
+       f"{LLAMA}::test_completion_dict_structure"),
 )
 
 

@@ -40,5 +40,16 @@ if [ "$installed" != "$LLAMA_CPP_PYTHON_VERSION" ]; then
   "$VPY" -m pip install --quiet "$wheel_dir"/llama_cpp_python-*.whl
 fi
 
+# headless Chromium (Debian) renders the HTML report to a screenshot; root machines install it
+if ! command -v chromium-headless-shell >/dev/null 2>&1 && ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    (apt-get install -y -qq chromium-headless-shell >/dev/null 2>&1 \
+      || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium-headless-shell >/dev/null 2>&1; }) \
+      || echo "note: could not install chromium-headless-shell; HTML reports will have no screenshot"
+  else
+    echo "note: install Debian's chromium-headless-shell to get HTML report screenshots"
+  fi
+fi
+
 "$VPY" -m pip install --quiet -e ".[all]"
 .venv/bin/bitnet-compat fetch

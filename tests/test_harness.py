@@ -110,3 +110,15 @@ def test_reports_render_diff_and_docs(tmp_path: Path) -> None:
     assert text.count(TRUTH_BEGIN) == 1 and text.startswith("# intro")
     assert "| `gguf.versions` | GGUF format | ✓ |" in text
     assert "| `capi.llama_eval` | C API | • |" in text  # no check yet: never shown as ✓
+
+
+def test_html_report_renders_in_headless_chromium(tmp_path: Path) -> None:
+    from bitnet.harness.report import chromium, write_reports
+    from bitnet.harness.runner import _summary
+
+    if chromium() is None:
+        pytest.skip("Debian's chromium-headless-shell is not installed (scripts/setup.sh installs it)")
+    write_reports(tmp_path, _summary("shot", True, 0, {}))
+    png = tmp_path / "index.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert png.stat().st_size > 20_000  # a rendered table, not a blank page (blank: ~3 KB)
