@@ -30,6 +30,7 @@ import math
 from typing import Callable, ClassVar, Dict, FrozenSet, List, Sequence, Tuple, Type, Union
 
 import numpy as np
+
 from bitnet.errors import GGUFError, UnsupportedError
 from bitnet.ggml_types import (
     GGML_TYPES,

@@ -25,12 +25,13 @@ from typing import Any, Callable, Dict, List, Tuple
 
 import numpy as np
 import pytest
-from bitnet import quants
-from bitnet.errors import GGUFError, UnsupportedError
-from bitnet.ggml_types import GGML_TYPES, GGML_TYPES_BY_NAME
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+
+from bitnet import quants
+from bitnet.errors import GGUFError, UnsupportedError
+from bitnet.ggml_types import GGML_TYPES, GGML_TYPES_BY_NAME
 
 gguf = pytest.importorskip("gguf")
 from gguf import GGMLQuantizationType as GT  # noqa: E402

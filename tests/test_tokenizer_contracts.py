@@ -16,6 +16,10 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
+import regex
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from bitnet.errors import InvalidUTF8Error, UnsupportedError
 from bitnet.gguf import load as gguf_load
 from bitnet.harness.corpora import CL100K, SMOLLM2, corpus_path, vocab_names
@@ -28,10 +32,8 @@ from bitnet.tokenizers import (
 )
 from bitnet.tokenizers.gguf_tokenizer import GGUFTokenizer
 from bitnet.tokenizers.tiktoken_file import CL100K_PATTERN, CL100K_SPECIAL_TOKENS
-from bitnet.tokenizers.unicode import BYTE_TO_UNICODE
+from bitnet.tokenizers.unicode import BYTE_TO_UNICODE, LETTER, NUMBER, cpt_flags
 from bitnet.tokenizers.vocab import _AUTO_SPECIALS
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 EXAMPLES = int(os.environ.get("BITNET_HYPOTHESIS_EXAMPLES", "30"))
 FUZZ = settings(
@@ -225,7 +227,7 @@ def test_differential_vs_llamacpp(name: str) -> None:
 @pytest.mark.parametrize("name", ALL_FILES)
 def test_vocab_metadata_matches_llamacpp(name: str) -> None:
     """Special ids, add_* flags, EOG membership and token attributes as llama.cpp loads them."""
-    import llama_cpp
+    llama_cpp = pytest.importorskip("llama_cpp")
 
     v = raw_tokenizer(name).vocab
     lv = llama_cpp.llama_model_get_vocab(llama(name).model)
@@ -283,6 +285,7 @@ print("survived")
 def test_codepoint_past_u10ffff_is_where_llamacpp_fails(name: str) -> None:
     """BPE/WPM: a 4-byte sequence decoding past U+10FFFF kills llama.cpp (uncaught
     std::invalid_argument 'invalid codepoint'); we raise InvalidUTF8Error (code -2) instead."""
+    pytest.importorskip("llama_cpp")
     with pytest.raises(InvalidUTF8Error) as err:
         raw_tokenizer(name).tokenize(b"a\xf7\xbf\xbf\xbfb", False, False)
     assert err.value.code == -2
@@ -330,13 +333,11 @@ def test_spm_and_ugm_accept_any_bytes() -> None:
         assert raw_tokenizer(name).tokenize(b"a\xf7\xbf\xbf\xbfb", False, False)
 
 
-@pytest.mark.parametrize(
-    "name", [n for n in VOCABS if n not in ("aquila", "gpt-neox")] + ["smollm2"]
-)
+@pytest.mark.parametrize("name", [n for n in VOCABS if n != "gpt-neox"] + ["smollm2"])
 def test_auto_repair_keeps_tokenization(name: str) -> None:
-    """bitnet.gguf's repairs (missing ids, byte_fallback, ...) never change the ids of a file
-    that names its pre-tokenizer. (aquila / gpt-neox have none: there llama.cpp falls back to
-    'default' while the repair detects the vocabulary's own pre-tokenizer.)"""
+    """bitnet.gguf's repairs (missing ids, byte_fallback, ...) do not change the ids. The one
+    intended exception: gpt-neox has no pre-tokenizer key; llama.cpp falls back to 'default'
+    while the repair recognizes the vocabulary (MPT's) and uses 'mpt' (aquila stays 'default')."""
     texts = [c for c, _ in read_vectors("gpt-2")] + [b"<|endoftext|> <s>[CLS]"]
     raw, fixed = raw_tokenizer(name), product_tokenizer(name)
     for text in texts:
@@ -435,13 +436,29 @@ def test_tiktoken_real_text_identical() -> None:
         assert tok.detokenize(ids) == enc.decode_bytes(ids)
 
 
+_LETTER = regex.compile(r"\p{L}")
+_NUMBER = regex.compile(r"\p{N}")
+
+
+def _unicode_stable(c: str) -> bool:
+    """Is c's letter/number class the same in Unicode 15.1 (llama.cpp's table) and in the
+    `regex` module's newer tables? tiktoken's Rust regex (Unicode 16.0) and the `regex`
+    module (17.0) only disagree on code points outside this set."""
+    f = cpt_flags(ord(c))
+    return (bool(f & LETTER) == bool(_LETTER.match(c))) and (
+        bool(f & NUMBER) == bool(_NUMBER.match(c))
+    )
+
+
 @pytest.mark.fuzz
 @FUZZ
 @given(
-    st.text(max_size=200).filter(lambda s: not any(0xD800 <= ord(c) < 0xE000 for c in s)),
+    st.text(alphabet=st.characters(codec="utf-8").filter(_unicode_stable), max_size=200),
     st.booleans(),
 )
 def test_tiktoken_fuzz_identical(text: str, parse_special: bool) -> None:
+    """Fuzz over code points whose class no Unicode version since 15.1 changed (see
+    test_tiktoken_unicode_version_gap for the rest)."""
     tok, enc = _tiktoken_pair()
     if parse_special:
         expected = enc.encode(text, allowed_special="all")
@@ -450,6 +467,14 @@ def test_tiktoken_fuzz_identical(text: str, parse_special: bool) -> None:
     ids = tok.tokenize(text.encode(), False, parse_special)
     assert ids == expected
     assert tok.detokenize(ids) == enc.decode_bytes(expected) == text.encode()
+
+
+@pytest.mark.xfail(strict=True, reason="known gap: the regex module has Unicode 17.0, tiktoken's "
+                   "Rust regex 16.0: U+18D80 (Tangut, new in 17.0) is a letter only for us")
+def test_tiktoken_unicode_version_gap() -> None:
+    tok, enc = _tiktoken_pair()
+    text = "\U00018d80:A"
+    assert tok.tokenize(text.encode(), False, False) == enc.encode(text, disallowed_special=())
 
 
 def test_tiktoken_rejects_invalid_utf8() -> None:
@@ -517,3 +542,18 @@ def test_gguf_tokenizer_detokenize_is_llama_detokenize_for_bos() -> None:
 
 def _cases_summary() -> Dict[str, int]:  # pragma: no cover - handy in a REPL
     return {n: len(read_vectors(n)) for n in WITH_VECTORS}
+
+
+def test_every_supported_pre_tokenizer_runs() -> None:
+    """Each pre-tokenizer llama.cpp knows and we claim (most have no shipped vocab to diff
+    against) compiles and splits mixed text into pieces that cover it exactly."""
+    from bitnet.tokenizers import pretokenizers as P
+
+    sample = "Hello WORLD's 12345 ünïcödé 中文 😀 \t\n\n  x<sentinel:12> IMGIMGABZ $%^ 3.14".encode()
+    for name in SUPPORTED_PRE_TOKENIZERS:
+        spec = P.PRE_TOKENIZERS[name]
+        exprs, _ = P.REGEXES[spec.type]
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # e.g. re's FutureWarning on a nested set
+            cpts, offsets = P.regex_split(sample, exprs)
+        assert sum(offsets) == len(cpts), name
