@@ -1,7 +1,11 @@
 """`bitnet-compat bench`: speed measured against llama.cpp in the same run, printed as ratios.
 
-    load   open SmolLM2 and index its tensors: bitnet.gguf vs gguf-py's GGUFReader vs
-           llama.cpp (llama-cpp-python, vocab_only=True, which also parses every KV)
+    load      open SmolLM2 and index its tensors: bitnet.gguf vs gguf-py's GGUFReader vs
+              llama.cpp (llama-cpp-python, vocab_only=True, which also parses every KV)
+    tokenize  MB/s on a real mixed corpus (English prose and source code from the fetched
+              llama.cpp sources, CJK from CPython's cjkencodings samples): bitnet.tokenizers
+              vs llama.cpp for gpt-2, llama-bpe and llama-spm, and cl100k vs tiktoken
+    matmul    GFLOP/s of the C kernels per type and ISA vs numpy (bitnet.optimized.bench)
 
 Benchmarks are never tests: nothing here asserts a time.
 """
@@ -12,9 +16,11 @@ import json
 import statistics
 import time
 import warnings
+from functools import partial
+from pathlib import Path
 from typing import Callable, Dict, List
 
-from .corpora import SMOLLM2, corpus_path
+from .corpora import CL100K, SMOLLM2, corpus_path
 
 
 def _time(fn: Callable[[], object], repeat: int) -> float:
@@ -59,8 +65,73 @@ def bench_load(repeat: int = 5) -> Dict[str, float]:
     return results
 
 
+def mixed_corpus(target_bytes: int = 1 << 20) -> bytes:
+    """About `target_bytes` of real text: prose, code and CJK in equal thirds (repeated)."""
+    import sysconfig
+
+    root = corpus_path("text")
+    prose = b"\n".join(p.read_bytes() for p in sorted((root / "prose").iterdir()))
+    code = b"\n".join(p.read_bytes() for p in sorted((root / "code").iterdir()))
+    cjk_dir = Path(sysconfig.get_paths()["stdlib"]) / "test" / "cjkencodings"
+    cjk = b"\n".join(p.read_bytes() for p in sorted(cjk_dir.glob("*-utf8.txt"))) \
+        if cjk_dir.is_dir() else b""
+    parts = [t for t in (prose, code, cjk) if t]
+    share = target_bytes // len(parts)
+    return b"\n".join((t * (share // len(t) + 1))[:share] for t in parts)
+
+
+def bench_tokenize(repeat: int = 3) -> Dict[str, float]:
+    """MB/s per (vocabulary, implementation) on the mixed corpus."""
+    import llama_cpp
+    import tiktoken
+
+    from ..tokenizers import load as load_tokenizer
+
+    text = mixed_corpus()
+    mb = len(text) / 1e6
+    out: Dict[str, float] = {}
+    for vocab in ("gpt-2", "llama-bpe", "llama-spm"):
+        path = corpus_path(f"vocab/ggml-vocab-{vocab}.gguf")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ours = load_tokenizer(path)
+        theirs = llama_cpp.Llama(str(path), vocab_only=True, verbose=False)
+        ours.tokenize(text[:1000], False, False)  # warm caches fairly for both
+        out[f"{vocab} bitnet"] = mb / _time(partial(ours.tokenize, text, False, False), repeat)
+        out[f"{vocab} llama.cpp"] = mb / _time(partial(theirs.tokenize, text, add_bos=False),
+                                               repeat)
+        theirs.close()
+    cl100k = corpus_path(CL100K)
+    ours_tk = load_tokenizer(cl100k)
+    from tiktoken.load import load_tiktoken_bpe
+
+    ranks = load_tiktoken_bpe(str(cl100k))
+    ref = tiktoken.Encoding("cl100k_base", pat_str=ours_tk.pattern, mergeable_ranks=ranks,
+                            special_tokens={})
+    decoded = text.decode("utf-8")
+    out["cl100k bitnet"] = mb / _time(lambda: ours_tk.tokenize(text, False, False), repeat)
+    out["cl100k tiktoken"] = mb / _time(lambda: ref.encode_ordinary(decoded), repeat)
+    return out
+
+
 def run_bench(what: str, as_json: bool = False) -> int:
-    """Run one benchmark family and print times with ratios against llama.cpp."""
+    """Run one benchmark family and print results with ratios against the peer."""
+    if what == "matmul":
+        from ..optimized.bench import matmul_bench
+
+        matmul_bench()
+        return 0
+    if what == "tokenize":
+        rates = bench_tokenize()
+        if as_json:
+            print(json.dumps({"bench": what, "MB_per_s": rates}, indent=1))
+            return 0
+        print("bench tokenize: mixed corpus, MB/s (ratio = ours / peer, same run)")
+        for vocab, peer in (("gpt-2", "llama.cpp"), ("llama-bpe", "llama.cpp"),
+                            ("llama-spm", "llama.cpp"), ("cl100k", "tiktoken")):
+            a, b = rates[f"{vocab} bitnet"], rates[f"{vocab} {peer}"]
+            print(f"  {vocab:<10} bitnet {a:7.2f}  {peer:<9} {b:7.2f}   {a / b:5.2f}x")
+        return 0
     results = bench_load()
     if as_json:
         print(json.dumps({"bench": what, "seconds": results}, indent=1))

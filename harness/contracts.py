@@ -27,6 +27,11 @@ class Contract:
     checks: Tuple[str, ...] = ()
 
 
+def _vocab_checks(vocab: str) -> Tuple[str, str]:
+    """A vocabulary's llama.cpp test vectors and its differential fuzz against llama.cpp."""
+    return (f"{TOK}::test_llamacpp_vectors[{vocab}]", f"{TOK}::test_differential_vs_llamacpp[{vocab}]")
+
+
 def _c(id: str, section: str, clause: str, *checks: str) -> Contract:
     return Contract(id, section, clause, tuple(checks))
 
@@ -70,11 +75,20 @@ CONTRACTS: Sequence[Contract] = (
        f"{LLAMA}::test_chat_template_injection_is_sandboxed"),
     # tokenizers
     _c("tokenizer.gpt2-bpe", "Tokenizers", "GPT-2 BPE, including variants with missing metadata",
-       f"{TOK}"),
-    _c("tokenizer.llama3-bpe", "Tokenizers", "Llama 3 BPE (128k vocabulary)", f"{TOK}"),
-    _c("tokenizer.sentencepiece", "Tokenizers", "SentencePiece (Llama 1/2)", f"{TOK}"),
-    _c("tokenizer.tiktoken", "Tokenizers", "Tiktoken (GPT-3.5/4)", f"{TOK}"),
-    _c("tokenizer.falcon", "Tokenizers", "Falcon", f"{TOK}"),
+       *_vocab_checks("gpt-2"), f"{TOK}::test_missing_pre_uses_llamacpp_default_without_repair",
+       f"{TOK}::test_auto_repair_keeps_tokenization"),
+    _c("tokenizer.llama3-bpe", "Tokenizers", "Llama 3 BPE (128k vocabulary)", *_vocab_checks("llama-bpe")),
+    _c("tokenizer.sentencepiece", "Tokenizers", "SentencePiece (Llama 1/2)", *_vocab_checks("llama-spm"),
+       f"{TOK}::test_spm_and_ugm_accept_any_bytes"),
+    _c("tokenizer.tiktoken", "Tokenizers", "Tiktoken (GPT-3.5/4)",
+       f"{TOK}::test_tiktoken_real_text_identical", f"{TOK}::test_tiktoken_fuzz_identical"),
+    _c("tokenizer.falcon", "Tokenizers", "Falcon", *_vocab_checks("falcon")),
+    _c("tokenizer.all-shipped-vocabs", "Tokenizers", "every vocabulary llama.cpp ships tokenizes "
+       "exactly like llama.cpp", f"{TOK}::test_llamacpp_vectors",
+       f"{TOK}::test_differential_vs_llamacpp", f"{TOK}::test_round_trip"),
+    _c("errors.invalid-utf8", "Error codes", "-2 invalid UTF-8 where llama.cpp itself fails",
+       f"{TOK}::test_codepoint_past_u10ffff_is_where_llamacpp_fails",
+       f"{TOK}::test_invalid_utf8_like_llamacpp"),
     _c("tokenizer.breaks-llamacpp", "Tokenizers", "gpt2 model with tokenizer.ggml.pre missing "
        "must work", f"{GGUF}::test_missing_pre_is_detected", f"{GGUF}::test_smollm2_pre_is_detected"),
     # GGUF fixes

@@ -26,13 +26,28 @@ def _wrong_error_code() -> None:
     errors.ModelNotFoundError.code = errors.GENERIC_ERROR
 
 
+def _wrong_tokenizer_merge() -> None:
+    """BPE forgets one common merge ('Ġ t', GPT-2's second) in every vocabulary it builds."""
+    from bitnet.tokenizers import bpe
+
+    original = bpe.BPE.__init__
+
+    def init(self: bpe.BPE, *args: object, **kwargs: object) -> None:
+        original(self, *args, **kwargs)
+        self.ranks = {k: v for k, v in self.ranks.items() if k != ("Ġ", "t")}
+
+    bpe.BPE.__init__ = init
+
+
 FAULTS: Dict[str, Callable[[], None]] = {
+    "wrong-tokenizer-merge": _wrong_tokenizer_merge,
     "missing-gguf-fix": _missing_gguf_fix,
     "wrong-error-code": _wrong_error_code,
 }
 
 # which contract each fault must turn red
 EXPECTED_RED: Dict[str, str] = {
+    "wrong-tokenizer-merge": "tokenizer.gpt2-bpe",
     "missing-gguf-fix": "gguf.fix.pre",
     "wrong-error-code": "errors.codes",
 }

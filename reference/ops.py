@@ -343,5 +343,8 @@ def yarn_corr_dims(
 
 
 def default_backend(*, activation_quant: str = "none") -> Backend:
-    """The backend a model uses unless told otherwise (numpy for now)."""
-    return NumpyBackend(activation_quant=activation_quant)
+    """The backend a model uses unless told otherwise: the C kernels of `bitnet.optimized`
+    when they are built, else numpy; `BITNET_BACKEND=reference` forces numpy."""
+    from .optimized import make_backend  # optimized builds on this module: import late
+
+    return make_backend(activation_quant=activation_quant)

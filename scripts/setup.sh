@@ -40,14 +40,18 @@ if [ "$installed" != "$LLAMA_CPP_PYTHON_VERSION" ]; then
   "$VPY" -m pip install --quiet "$wheel_dir"/llama_cpp_python-*.whl
 fi
 
-# headless Chromium (Debian) renders the HTML report to a screenshot; root machines install it
-if ! command -v chromium-headless-shell >/dev/null 2>&1 && ! command -v chromium >/dev/null 2>&1; then
+# Debian tools the checks use, installed where we are root: headless Chromium renders the HTML
+# report to a screenshot; the aarch64 cross compiler + qemu run the NEON kernels' self-test.
+DEBIAN_TOOLS="chromium-headless-shell gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user"
+if ! command -v chromium-headless-shell >/dev/null 2>&1 || ! command -v qemu-aarch64 >/dev/null 2>&1 \
+   || ! command -v aarch64-linux-gnu-gcc >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    (apt-get install -y -qq chromium-headless-shell >/dev/null 2>&1 \
-      || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium-headless-shell >/dev/null 2>&1; }) \
-      || echo "note: could not install chromium-headless-shell; HTML reports will have no screenshot"
+    export DEBIAN_FRONTEND=noninteractive
+    (apt-get install -y -qq $DEBIAN_TOOLS >/dev/null 2>&1 \
+      || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq $DEBIAN_TOOLS >/dev/null 2>&1; }) \
+      || echo "note: could not install $DEBIAN_TOOLS; report screenshots / NEON self-test will be skipped"
   else
-    echo "note: install Debian's chromium-headless-shell to get HTML report screenshots"
+    echo "note: install Debian's $DEBIAN_TOOLS for report screenshots and the NEON self-test"
   fi
 fi
 

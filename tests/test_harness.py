@@ -56,6 +56,8 @@ def test_status_never_passes_without_checks() -> None:
 
 
 MUTATION_TESTS = {
+    "wrong-tokenizer-merge": ["tests/test_tokenizer_contracts.py::test_llamacpp_vectors[gpt-2]",
+                              "tests/test_tokenizer_contracts.py::test_differential_vs_llamacpp[gpt-2]"],
     "missing-gguf-fix": ["tests/test_gguf_compatibility.py::test_missing_pre_is_detected[gpt-2]",
                          "tests/test_gguf_compatibility.py::test_smollm2_pre_is_detected"],
     "wrong-error-code": ["tests/test_gguf_compatibility.py::test_missing_file_has_code_minus_4",
@@ -122,3 +124,22 @@ def test_html_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     png = tmp_path / "index.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert png.stat().st_size > 60_000  # the rendered table (~470 KB); a blank page is ~14 KB
+
+
+def test_fuzz_campaign_shrinks_and_saves_a_regression(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Clean: no mismatch. With a wrong merge: a shrunk mismatch saved as a regression case
+    that the replay (tests/test_regressions.py) flags."""
+    from bitnet.harness.faults import inject
+    from bitnet.harness.fuzz import fuzz_vocab, replay
+    from bitnet.tokenizers import bpe
+
+    assert fuzz_vocab("gpt-2", examples=15, seed=3, save_to=tmp_path) is None
+    monkeypatch.setattr(bpe.BPE, "__init__", bpe.BPE.__init__)  # restored after the test
+    inject("wrong-tokenizer-merge")
+    found = fuzz_vocab("gpt-2", examples=200, seed=3, save_to=tmp_path)
+    assert found is not None and found["what"] == "ids"
+    assert len(bytes.fromhex(found["text_hex"])) <= 8  # shrunk (e.g. b" t")
+    saved = Path(found["regression"])
+    assert saved.parent == tmp_path and saved.exists()
+    assert replay(saved) is not None  # still failing while the fault is in

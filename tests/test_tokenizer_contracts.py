@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from bitnet.errors import InvalidUTF8Error, UnsupportedError
 from bitnet.gguf import load as gguf_load
 from bitnet.harness.corpora import CL100K, SMOLLM2, corpus_path, vocab_names
+from bitnet.harness.fuzz import text_strategy
 from bitnet.tokenizers import (
     SUPPORTED_MODEL_TYPES,
     SUPPORTED_PRE_TOKENIZERS,
@@ -137,72 +138,6 @@ def test_every_shipped_vocab_has_a_tokenizer() -> None:
 
 # --- 2. differential against llama.cpp -----------------------------------------------------
 
-_WS = " \t\n\r\x0b\x0c\x1c\x85\xa0\u1680\u2000\u2028\u3000"
-_CODE = [
-    "def f(x):\n    return x**2\n",
-    "if (a<b) { c++; } else {}",
-    "#include <stdio.h>",
-    "$x = @y; // ok",
-    "a_b-c.d/e\\f",
-    "<html><body>",
-    "0x1F + 1e-3",
-    "\t\tfoo();\r\n",
-]
-_CONTRACTIONS = [
-    "'s",
-    "'t",
-    "'re",
-    "'ve",
-    "'m",
-    "'ll",
-    "'d",
-    "'S",
-    "'RE",
-    "'Ll",
-    "n't",
-    " ' ",
-    " 's",
-    " ?",
-    " !",
-    " .",
-    " ,",
-    "don't",
-    "I'M",
-]
-
-
-def _text_strategy(tok: GGUFTokenizer) -> st.SearchStrategy[bytes]:
-    v = tok.vocab
-    token_text = st.integers(0, v.n_tokens - 1).map(lambda t: v.text_bytes(t))
-    pieces = [
-        st.text(max_size=12).map(lambda s: s.encode("utf-8", "surrogatepass")),  # all planes
-        st.text(alphabet=_WS, min_size=1, max_size=6).map(str.encode),
-        st.sampled_from(_CONTRACTIONS).map(str.encode),
-        st.integers(0, 10**15).map(lambda i: str(i).encode()),
-        st.sampled_from(_CODE).map(str.encode),
-        st.text(
-            alphabet=st.characters(min_codepoint=0x4E00, max_codepoint=0x9FFF),
-            min_size=1,
-            max_size=4,
-        ).map(str.encode),  # CJK
-        st.text(
-            alphabet=st.characters(min_codepoint=0x1F300, max_codepoint=0x1FAFF),
-            min_size=1,
-            max_size=3,
-        ).map(str.encode),  # emoji
-        st.lists(token_text, min_size=1, max_size=4).map(b"".join),  # vocab words glued
-        st.binary(max_size=4),  # arbitrary bytes, often invalid UTF-8
-    ]
-    if v.special_tokens:
-        around = st.sampled_from([b"", b" ", b"  ", b"\n", b" \n "])
-        pieces.append(
-            st.tuples(around, st.sampled_from(v.special_tokens).map(v.text_bytes), around).map(
-                b"".join
-            )
-        )
-    return st.lists(st.one_of(pieces), max_size=8).map(b"".join)
-
-
 @pytest.mark.llamacpp
 @pytest.mark.fuzz
 @pytest.mark.parametrize("name", ALL_FILES)
@@ -214,7 +149,7 @@ def test_differential_vs_llamacpp(name: str) -> None:
     @FUZZ
     @given(st.data())
     def check(data: st.DataObject) -> None:
-        text = data.draw(_text_strategy(tok), label="text")
+        text = data.draw(text_strategy(tok), label="text")
         for add_special in (False, True):
             for parse_special in (False, True):
                 mismatch = compare_with_llamacpp(tok, oracle, text, add_special, parse_special)

@@ -1,0 +1,184 @@
+/* bn_selftest.c: every SIMD variant against the scalar *_ref, in C, with guard floats.
+ *
+ * bn_selftest() runs each kernel on random inputs of awkward sizes (N, T odd, one block,
+ * three blocks for the two-blocks-per-register loops, f32 lengths not a multiple of 8/16)
+ * under each ISA the CPU has and compares with the scalar variant (NMSE in double), and
+ * checks the guard floats around every output. Used by the Python tests (through cffi,
+ * also in the ASan/UBSan build) and by bn_selftest_main.c, the standalone binary the
+ * aarch64 qemu script runs. Returns the number of failures.
+ */
+#include "bn_common.h"
+#include "bn_api.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#define GUARD 16
+#define GUARD_BITS 0x7FA5A5A5u /* a NaN payload no kernel produces */
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static uint32_t rnd(void) { /* xorshift64* */
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return (uint32_t)((rng_state * 2685821657736338717ull) >> 32);
+}
+static float rndf(void) { return ((float)rnd() / 4294967296.0f) * 2.0f - 1.0f; } /* [-1, 1) */
+
+static float *guarded_alloc(size_t n) {
+    float *p = (float *)malloc(sizeof(float) * (n + 2 * GUARD));
+    if (!p) return NULL;
+    for (size_t i = 0; i < n + 2 * GUARD; i++) { const uint32_t g = GUARD_BITS; memcpy(&p[i], &g, 4); }
+    return p + GUARD;
+}
+static int guards_ok(const float *p, size_t n) {
+    for (size_t i = 0; i < GUARD; i++) {
+        uint32_t a, b;
+        memcpy(&a, p - GUARD + i, 4);
+        memcpy(&b, p + n + i, 4);
+        if (a != GUARD_BITS || b != GUARD_BITS) return 0;
+    }
+    return 1;
+}
+static void guarded_free(float *p) { if (p) free(p - GUARD); }
+
+static double nmse(const float *a, const float *ref, size_t n) {
+    double num = 0.0, den = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        const double d = (double)a[i] - (double)ref[i];
+        num += d * d;
+        den += (double)ref[i] * (double)ref[i];
+    }
+    if (num != num) return INFINITY; /* NaN in the candidate */
+    return den > 0 ? num / den : num;
+}
+
+/* bytes per block, weights per block, and where the fp16 scales sit (-1: none) */
+typedef struct { int type; const char *name; int block, size, d_off, m_off; } wtype;
+static const wtype WTYPES[] = {
+    {BN_F32, "f32", 1, 4, -1, -1},       {BN_F16, "f16", 1, 2, -1, -1},
+    {BN_Q8_0, "q8_0", 32, 34, 0, -1},    {BN_Q4_0, "q4_0", 32, 18, 0, -1},
+    {BN_Q4_1, "q4_1", 32, 20, 0, 2},     {BN_Q4_K, "q4_K", QK_K, 144, 0, 2},
+    {BN_Q6_K, "q6_K", QK_K, 210, 208, -1}, {BN_TQ1_0, "tq1_0", QK_K, 54, 52, -1},
+    {BN_TQ2_0, "tq2_0", QK_K, 66, 64, -1}, {BN_I2_S, "i2_s", 128, 32, -1, -1},
+};
+
+static void fill_weights(const wtype *t, uint8_t *w, int64_t n_rows, int64_t D) {
+    const int64_t nblocks = n_rows * (D / t->block);
+    for (int64_t i = 0; i < nblocks * t->size; i++) w[i] = (uint8_t)rnd();
+    if (t->type == BN_F32) {
+        float *f = (float *)w;
+        for (int64_t i = 0; i < n_rows * D; i++) f[i] = rndf();
+    } else if (t->type == BN_F16) {
+        bn_half *h = (bn_half *)w;
+        for (int64_t i = 0; i < n_rows * D; i++) h[i] = bn_fp32_to_fp16(rndf());
+    }
+    for (int64_t b = 0; b < nblocks; b++) {
+        if (t->d_off >= 0) {
+            const bn_half d = bn_fp32_to_fp16(0.01f + 0.02f * (rndf() + 1.0f));
+            memcpy(w + b * t->size + t->d_off, &d, 2);
+        }
+        if (t->m_off >= 0) {
+            const bn_half m = bn_fp32_to_fp16(0.004f * rndf());
+            memcpy(w + b * t->size + t->m_off, &m, 2);
+        }
+    }
+    if (t->type == BN_I2_S) {
+        const float scale = 0.7f;
+        memcpy(w + nblocks * t->size, &scale, 4);
+    }
+}
+
+static const char *const ISA_NAME[] = {"scalar", "avx2", "avx512", "neon"};
+
+static int check(int ok, int verbose, const char *what, const char *isa, const char *detail, double e) {
+    if (!ok && verbose) fprintf(stderr, "FAIL %s [%s] %s (nmse %.3g)\n", what, isa, detail, e);
+    return ok ? 0 : 1;
+}
+
+int bn_selftest(int verbose) {
+    int failures = 0;
+    const int saved_isa = bn_isa_request();
+    const int best = bn_cpu_isa();
+    int isas[4], n_isas = 0;
+    if (best == BN_ISA_NEON) {
+        isas[n_isas++] = BN_ISA_NEON;
+    } else {
+        for (int i = BN_ISA_AVX2; i <= best; i++) isas[n_isas++] = i;
+    }
+    static const int64_t shapes[][3] = {{1, 1, 1}, {7, 3, 5}, {33, 2, 2}, {5, 1, 9}}; /* N, blocks, T */
+    char detail[128];
+
+    for (size_t ti = 0; ti < sizeof(WTYPES) / sizeof(WTYPES[0]); ti++) {
+        const wtype *t = &WTYPES[ti];
+        for (size_t si = 0; si < sizeof(shapes) / sizeof(shapes[0]); si++) {
+            const int64_t N = shapes[si][0], T = shapes[si][2];
+            const int64_t D = t->block > 1 ? shapes[si][1] * t->block : 37 * shapes[si][1];
+            const size_t wbytes = (size_t)(N * (D / t->block) * t->size) + 32;
+            uint8_t *w = (uint8_t *)malloc(wbytes);
+            float *x = (float *)malloc(sizeof(float) * (size_t)(T * D));
+            float *ref = guarded_alloc((size_t)(T * N)), *got = guarded_alloc((size_t)(T * N));
+            if (!w || !x || !ref || !got) { failures++; goto next; }
+            fill_weights(t, w, N, D);
+            for (int64_t i = 0; i < T * D; i++) x[i] = rndf() * 3.0f;
+            for (int mode = 0; mode < 2; mode++) {
+                bn_set_isa(BN_ISA_SCALAR);
+                if (bn_matmul(t->type, w, N, D, x, T, ref, mode, 1) != 0) { failures++; continue; }
+                for (int k = 0; k < n_isas; k++) {
+                    bn_set_isa(isas[k]);
+                    const int rc = bn_matmul(t->type, w, N, D, x, T, got, mode, 3);
+                    const double e = nmse(got, ref, (size_t)(T * N));
+                    snprintf(detail, sizeof(detail), "%s mode=%d N=%lld D=%lld T=%lld", t->name, mode,
+                             (long long)N, (long long)D, (long long)T);
+                    /* NMSE of a handful of dots is dominated by cancellation in one of them */
+                    const double limit = T * N >= 32 ? 1e-9 : 1e-6;
+                    failures += check(rc == 0 && e <= limit, verbose, "matmul", ISA_NAME[isas[k]], detail, e);
+                    failures += check(guards_ok(got, (size_t)(T * N)), verbose, "matmul guards", ISA_NAME[isas[k]], detail, 0);
+                }
+            }
+        next:
+            free(w); free(x); guarded_free(ref); guarded_free(got);
+        }
+    }
+
+    /* elementwise kernels on lengths around the vector widths */
+    static const int64_t lens[] = {1, 7, 8, 17, 64, 577};
+    for (size_t li = 0; li < sizeof(lens) / sizeof(lens[0]); li++) {
+        const int64_t n = lens[li], rows = 3;
+        float *a = (float *)malloc(sizeof(float) * (size_t)(rows * n));
+        float *b = (float *)malloc(sizeof(float) * (size_t)(rows * n));
+        float *wt = (float *)malloc(sizeof(float) * (size_t)n);
+        float *ref = guarded_alloc((size_t)(rows * n)), *got = guarded_alloc((size_t)(rows * n));
+        if (!a || !b || !wt || !ref || !got) { failures++; goto next2; }
+        for (int64_t i = 0; i < rows * n; i++) { a[i] = rndf() * 20.0f; b[i] = rndf(); }
+        for (int64_t i = 0; i < n; i++) wt[i] = rndf();
+        a[0] = -INFINITY; /* a masked score */
+        for (int op = 0; op < 4; op++) {
+            static const char *const names[] = {"rms_norm", "softmax", "swiglu", "relu2_glu"};
+            float *outs[2] = {ref, got};
+            for (int pass = 0; pass < 2; pass++) {
+                const int n_pass = pass == 0 ? 1 : n_isas;
+                for (int k = 0; k < n_pass; k++) {
+                    bn_set_isa(pass == 0 ? BN_ISA_SCALAR : isas[k]);
+                    float *o = outs[pass];
+                    if (op == 0) bn_rms_norm(a + 1, wt, o, 1, n - 1 > 0 ? n - 1 : 0, 1e-5f);
+                    if (op == 1) bn_softmax(a, o, rows, n);
+                    if (op == 2) bn_swiglu(a + 1, b, o, rows * n - 1);
+                    if (op == 3) bn_relu2_glu(a + 1, b, o, rows * n - 1);
+                    if (pass == 1) {
+                        const size_t cnt = op == 0 ? (size_t)(n - 1) : (op == 1 ? (size_t)(rows * n) : (size_t)(rows * n - 1));
+                        const double e = nmse(got, ref, cnt);
+                        snprintf(detail, sizeof(detail), "%s n=%lld", names[op], (long long)n);
+                        failures += check(e <= 1e-10, verbose, names[op], ISA_NAME[isas[k]], detail, e);
+                        failures += check(guards_ok(got, (size_t)(rows * n)), verbose, "guards", ISA_NAME[isas[k]], detail, 0);
+                    }
+                }
+            }
+        }
+    next2:
+        free(a); free(b); free(wt); guarded_free(ref); guarded_free(got);
+    }
+    bn_set_isa(saved_isa);
+    if (verbose) fprintf(stderr, "bn_selftest: %d failures (best ISA %s)\n", failures, ISA_NAME[best]);
+    return failures;
+}
