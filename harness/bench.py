@@ -75,9 +75,13 @@ def mixed_corpus(target_bytes: int = 1 << 20) -> bytes:
     cjk_dir = Path(sysconfig.get_paths()["stdlib"]) / "test" / "cjkencodings"
     cjk = b"\n".join(p.read_bytes() for p in sorted(cjk_dir.glob("*-utf8.txt"))) \
         if cjk_dir.is_dir() else b""
-    parts = [t for t in (prose, code, cjk) if t]
-    share = target_bytes // len(parts)
-    return b"\n".join((t * (share // len(t) + 1))[:share] for t in parts)
+    parts = [t.decode("utf-8") for t in (prose, code, cjk) if t]
+    share = target_bytes // len(parts)  # in bytes; cut on character boundaries
+    out = []
+    for t in parts:
+        repeated = (t * (share // len(t.encode("utf-8")) + 1)).encode("utf-8")[:share]
+        out.append(repeated.decode("utf-8", errors="ignore"))
+    return "\n".join(out).encode("utf-8")
 
 
 def bench_tokenize(repeat: int = 3) -> Dict[str, float]:

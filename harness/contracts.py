@@ -17,6 +17,7 @@ QUANTS = "tests/test_quants.py"
 ENGINE = "tests/test_reference_engine.py"
 SAMPLING = "tests/test_sampling.py"
 LLAMA = "tests/test_llama_compat.py"
+KERNELS = "tests/test_optimized_kernels.py"
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,11 @@ CONTRACTS: Sequence[Contract] = (
     _c("perf.loading", "Performance", "better model loading (memory-mapped)"),
     _c("perf.tokenization", "Performance", "better tokenization (especially GPT-2)"),
     _c("perf.simd", "Performance", "hand-optimized SIMD operations"),
+    _c("kernels.optimized-vs-reference", "Performance", "the SIMD kernels compute what the "
+       "reference computes (NMSE per test-backend-ops, guard bytes, every ISA variant)",
+       f"{KERNELS}::test_matmul_matches_reference", f"{KERNELS}::test_elementwise_match_reference",
+       f"{KERNELS}::test_get_rows_bit_identical",
+       f"{KERNELS}::test_real_model_logits_match_reference_backend"),
     # numerics, engine
     _c("sampling.llamacpp-chain", "Python API", "sampling follows llama.cpp's sampler chain "
        "(same candidates, probabilities and seeded picks)", SAMPLING),

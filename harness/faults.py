@@ -39,7 +39,24 @@ def _wrong_tokenizer_merge() -> None:
     bpe.BPE.__init__ = init
 
 
+def _flipped_kernel_sign() -> None:
+    """The C matmul kernel returns its result with the sign flipped."""
+    import numpy as np
+
+    from bitnet.optimized import OptimizedBackend
+
+    original = OptimizedBackend.matmul
+
+    def matmul(self: OptimizedBackend, *args: object, **kwargs: object) -> np.ndarray:
+        out = original(self, *args, **kwargs)
+        np.negative(out, out=out)
+        return out
+
+    OptimizedBackend.matmul = matmul
+
+
 FAULTS: Dict[str, Callable[[], None]] = {
+    "flipped-kernel-sign": _flipped_kernel_sign,
     "wrong-tokenizer-merge": _wrong_tokenizer_merge,
     "missing-gguf-fix": _missing_gguf_fix,
     "wrong-error-code": _wrong_error_code,
@@ -47,6 +64,7 @@ FAULTS: Dict[str, Callable[[], None]] = {
 
 # which contract each fault must turn red
 EXPECTED_RED: Dict[str, str] = {
+    "flipped-kernel-sign": "kernels.optimized-vs-reference",
     "wrong-tokenizer-merge": "tokenizer.gpt2-bpe",
     "missing-gguf-fix": "gguf.fix.pre",
     "wrong-error-code": "errors.codes",

@@ -104,6 +104,18 @@ def text_strategy(tok: GGUFTokenizer) -> st.SearchStrategy[bytes]:
 
 
 
+def first_mismatch(tok: Any, oracle: Any, text: bytes) -> Optional[Any]:
+    """The first disagreement with llama.cpp over the four add_special x parse_special flags."""
+    from ..tokenizers.differential import compare_with_llamacpp
+
+    for add_special in (False, True):
+        for parse_special in (False, True):
+            mismatch = compare_with_llamacpp(tok, oracle, text, add_special, parse_special)
+            if mismatch is not None:
+                return mismatch
+    return None
+
+
 def _save_regression(vocab: str, text: bytes, add_special: bool, parse_special: bool,
                      detail: str, root: Path = REGRESSIONS) -> Path:
     root.mkdir(parents=True, exist_ok=True)
@@ -122,8 +134,6 @@ def fuzz_vocab(vocab: str, examples: int, seed: int,
 
     from ..gguf import load as gguf_load
     from ..tokenizers import from_gguf_kv
-    from ..tokenizers.differential import compare_with_llamacpp
-
     path = corpus_path(f"vocab/ggml-vocab-{vocab}.gguf")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -135,13 +145,10 @@ def fuzz_vocab(vocab: str, examples: int, seed: int,
               suppress_health_check=list(HealthCheck))
     @given(st.data())
     def check(data: st.DataObject) -> None:
-        text = data.draw(text_strategy(tok), label="text")
-        for add_special in (False, True):
-            for parse_special in (False, True):
-                mismatch = compare_with_llamacpp(tok, oracle, text, add_special, parse_special)
-                if mismatch is not None:
-                    found[:] = [mismatch]
-                    raise AssertionError(str(mismatch))
+        mismatch = first_mismatch(tok, oracle, data.draw(text_strategy(tok), label="text"))
+        if mismatch is not None:
+            found[:] = [mismatch]
+            raise AssertionError(str(mismatch))
 
     try:
         fixed_seed(seed)(check)()

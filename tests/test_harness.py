@@ -56,6 +56,7 @@ def test_status_never_passes_without_checks() -> None:
 
 
 MUTATION_TESTS = {
+    "flipped-kernel-sign": ["tests/test_optimized_kernels.py::test_matmul_matches_reference"],
     "wrong-tokenizer-merge": ["tests/test_tokenizer_contracts.py::test_llamacpp_vectors[gpt-2]",
                               "tests/test_tokenizer_contracts.py::test_differential_vs_llamacpp[gpt-2]"],
     "missing-gguf-fix": ["tests/test_gguf_compatibility.py::test_missing_pre_is_detected[gpt-2]",
@@ -68,6 +69,11 @@ MUTATION_TESTS = {
 @pytest.mark.parametrize("fault", sorted(EXPECTED_RED))
 def test_injected_fault_turns_its_contract_red(fault: str, tmp_path: Path) -> None:
     contract = EXPECTED_RED[fault]
+    if fault == "flipped-kernel-sign":
+        import bitnet.optimized
+
+        if not bitnet.optimized.available():
+            pytest.skip(f"no C kernels to break: {bitnet.optimized.unavailable_reason()}")
     clean, faulty = tmp_path / "clean", tmp_path / "faulty"
     assert run(report_dir=str(clean), workers="0", tests=MUTATION_TESTS[fault], quiet=True) == 0
     assert run(report_dir=str(faulty), workers="0", tests=MUTATION_TESTS[fault],
