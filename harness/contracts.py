@@ -52,6 +52,8 @@ CONTRACTS: Sequence[Contract] = (
     _c("capi.llama_grammar", "C API", "truth table: not planned (constraints API instead)"),
     _c("capi.llama_sampling", "C API", "truth table: llama_sampling_* full support"),
     _c("capi.llama_model_quantize", "C API", "truth table: planned"),
+    _c("tools.quantize", "Quantize", "`bitnet quantize`: blocks byte-identical to llama.cpp's "
+       "llama_model_quantize; ternary types per BitNet b1.58", "tests/test_quantize_convert.py"),
     # error codes
     _c("errors.codes", "Error codes", "0 success, -1 generic, -2 invalid UTF-8, -3 tokenization "
        "failed, 1 eval error; extensions -4..-10", f"{GGUF}::test_missing_file_has_code_minus_4",
@@ -152,6 +154,8 @@ CONTRACTS: Sequence[Contract] = (
        f"{ENGINE}::test_smollm2_greedy_diverges_only_at_near_ties"),
     _c("models.bitnet-logits", "Model compatibility", "mainline bitnet TQ1_0/TQ2_0 logits agree "
        "with llama.cpp", f"{ENGINE}::test_synthetic_bitnet_matches_llamacpp"),
+    _c("features.http-server", "Compatibility advantages", "integrated HTTP server with "
+       "streaming (OpenAI-compatible, concurrent)", "tests/test_server.py"),
     # tests and CI
     _c("tests.required-files", "Test coverage", "api_contract, tokenizer_contracts, "
        "gguf_compatibility, test_llama_compat exist and run"),

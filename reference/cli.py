@@ -3,6 +3,9 @@
     bitnet inspect FILE [--json]     header, metadata, tensors, fixes and warnings
     bitnet fix IN OUT                write a repaired copy (never in place)
     bitnet generate MODEL PROMPT     stream a continuation (see `bitnet generate -h`)
+    bitnet serve --model PATH        OpenAI-compatible HTTP server (see `bitnet serve --help`)
+    bitnet quantize IN OUT --type T  quantize a GGUF file
+    bitnet convert HF_DIR OUT        a Hugging Face BitNet checkpoint to GGUF
 
 Errors print one line and exit non-zero; never a traceback.
 """
@@ -100,12 +103,20 @@ def cmd_fix(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_generate(args: argparse.Namespace) -> int:
-    try:
-        from .model.generate import main as generate_main
-    except ImportError as exc:  # the engine is optional while it is being built
-        raise BitNetError(f"text generation is not available: {exc}") from exc
-    return int(generate_main(args.rest))
+# Subcommands implemented by their own modules: `bitnet NAME ARGS...` calls MODULE.main(ARGS).
+DELEGATES = {
+    "generate": ("bitnet.model.generate", "stream a continuation of a prompt"),
+    "serve": ("bitnet.server", "OpenAI-compatible HTTP server"),
+    "quantize": ("bitnet.quantize", "quantize a GGUF file (streaming, tensor by tensor)"),
+    "convert": ("bitnet.convert", "convert a Hugging Face BitNet checkpoint to GGUF"),
+}
+
+
+def _delegate(name: str, argv: Sequence[str]) -> int:
+    import importlib
+
+    module = importlib.import_module(DELEGATES[name][0])
+    return int(module.main(list(argv)))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,14 +130,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input")
     p.add_argument("output")
     p.set_defaults(func=cmd_fix)
-    p = sub.add_parser("generate", help="generate text from a model", add_help=False)
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(func=cmd_generate)
+    for name, (_, help_text) in DELEGATES.items():
+        sub.add_parser(name, help=f"{help_text} (`bitnet {name} --help`)", add_help=False)
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the `bitnet` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in DELEGATES:
+        try:
+            return _delegate(argv[0], argv[1:])
+        except (BitNetError, OSError, ValueError) as exc:
+            print(f"bitnet {argv[0]}: error: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            return 130
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))

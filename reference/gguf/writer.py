@@ -66,22 +66,33 @@ def _value(value: Any, vtype: KVType) -> bytes:
     return struct.pack("<" + _SCALAR_FORMATS[dtype], value)
 
 
-def write_gguf(path: Union[str, os.PathLike], kv: Dict[str, Any], kv_types: Dict[str, KVType],
-               tensors: Iterable[Tuple[str, Tuple[int, ...], int, bytes]],
-               alignment: int = DEFAULT_ALIGNMENT) -> None:
-    """Write a little-endian GGUF v3 file. `tensors`: (name, ggml shape, type id, raw bytes)."""
+def header_bytes(kv: Dict[str, Any], kv_types: Dict[str, KVType],
+                 tensors: Iterable[Tuple[str, Tuple[int, ...], int, int]],
+                 alignment: int = DEFAULT_ALIGNMENT) -> bytes:
+    """A GGUF v3 header, padded to `alignment`. `tensors`: (name, ggml shape, type id, nbytes);
+    their data follow in that order, each padded to `alignment` (so a writer can stream them)."""
     tensor_list = list(tensors)
     header = bytearray(GGUF_MAGIC + struct.pack("<IQQ", 3, len(tensor_list), len(kv)))
     for key, value in kv.items():
         vtype = kv_types.get(key) or infer_type(value)
         header += _string(key) + struct.pack("<I", vtype.type_id) + _value(value, vtype)
     offset = 0
-    for name, shape, type_id, data in tensor_list:
+    for name, shape, type_id, nbytes in tensor_list:
         header += _string(name) + struct.pack("<I", len(shape))
         header += struct.pack(f"<{len(shape)}q", *shape) + struct.pack("<IQ", type_id, offset)
-        offset += -(-len(data) // alignment) * alignment
+        offset += -(-nbytes // alignment) * alignment
+    header += b"\0" * (-len(header) % alignment)
+    return bytes(header)
+
+
+def write_gguf(path: Union[str, os.PathLike], kv: Dict[str, Any], kv_types: Dict[str, KVType],
+               tensors: Iterable[Tuple[str, Tuple[int, ...], int, Any]],
+               alignment: int = DEFAULT_ALIGNMENT) -> None:
+    """Write a little-endian GGUF v3 file. `tensors`: (name, ggml shape, type id, raw bytes)."""
+    tensor_list = list(tensors)
+    infos = [(name, shape, type_id, len(data)) for name, shape, type_id, data in tensor_list]
     with open(path, "wb") as fh:
-        _write_aligned(fh, bytes(header), alignment)
+        fh.write(header_bytes(kv, kv_types, infos, alignment))
         for _, _, _, data in tensor_list:
             _write_aligned(fh, data, alignment)
 
@@ -102,6 +113,5 @@ def write_repaired_copy(gf: GGUFFile, out: Union[str, os.PathLike],
         values["general.alignment"] = gf.alignment  # a clamped alignment is written as fixed
     types = {k: t for k, t in gf.kv_types.items() if k in values}
     types["general.alignment"] = KVType(4)
-    tensors = [(t.name, t.shape, t.type_id, gf.tensor_bytes(t.name).tobytes())
-               for t in gf.tensors.values()]
+    tensors = [(t.name, t.shape, t.type_id, gf.tensor_bytes(t.name)) for t in gf.tensors.values()]
     write_gguf(out_path, values, types, tensors, gf.alignment)
