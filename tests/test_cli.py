@@ -13,7 +13,7 @@ from bitnet.gguf import parse
 from bitnet.harness.synthetic import synthetic_path
 
 
-def _bitnet(*args: str) -> "subprocess.CompletedProcess[str]":
+def _bitnet(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "bitnet.cli", *args], capture_output=True,
                           text=True, timeout=300)
 
