@@ -6,6 +6,9 @@
               llama.cpp sources, CJK from CPython's cjkencodings samples): bitnet.tokenizers
               vs llama.cpp for gpt-2, llama-bpe and llama-spm, and cl100k vs tiktoken
     matmul    GFLOP/s of the C kernels per type and ISA vs numpy (bitnet.optimized.bench)
+    decode    prompt (128 tokens) and decode tokens/s, load time and peak RSS, each run in a
+              fresh process, same threads: SmolLM2-135M Q4_1, and a bench-sized synthetic
+              bitnet model as TQ2_0 for both and as I2_S for this engine only
 
 Benchmarks are never tests: nothing here asserts a time.
 """
@@ -118,30 +121,95 @@ def bench_tokenize(repeat: int = 3) -> Dict[str, float]:
     return out
 
 
+DECODE_CASES = (
+    # (label, model, implementations)
+    ("SmolLM2-135M Q4_1", "smollm2", ("llama.cpp", "bitnet")),
+    ("bitnet TQ2_0 (bench size)", "bitnet-tq2_0", ("llama.cpp", "bitnet")),
+    ("bitnet I2_S (same weights)", "bitnet-i2_s", ("bitnet",)),
+)
+
+
+def _worker(impl: str, model: str, threads: int) -> Dict[str, float]:
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "bitnet.harness.bench_worker", impl, model,
+           "--threads", str(threads)]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+    if res.returncode != 0:
+        raise RuntimeError(f"{impl} on {model} failed:\n{res.stderr[-2000:]}")
+    return dict(json.loads(res.stdout.strip().splitlines()[-1]))
+
+
+def bench_decode(threads: int = 2) -> Dict[str, Dict[str, Dict[str, float]]]:
+    """{case: {impl: metrics}} for DECODE_CASES."""
+    from .synthetic import synthetic_path
+
+    out: Dict[str, Dict[str, Dict[str, float]]] = {}
+    for label, model, impls in DECODE_CASES:
+        path = corpus_path(SMOLLM2) if model == "smollm2" else synthetic_path(model, size="bench")
+        out[label] = {impl: _worker(impl, str(path), threads) for impl in impls}
+    return out
+
+
+def _report_matmul(as_json: bool) -> None:
+    from ..optimized.bench import matmul_bench
+
+    matmul_bench()
+
+
+def _report_decode(as_json: bool) -> None:
+    decode = bench_decode()
+    if as_json:
+        print(json.dumps({"bench": "decode", "results": decode}, indent=1))
+        return
+    print("bench decode: 2 threads each, fresh process per run (ratio = ours / llama.cpp)")
+    tq2 = decode["bitnet TQ2_0 (bench size)"]["llama.cpp"]
+    for label, per_impl in decode.items():
+        peer = per_impl.get("llama.cpp", tq2)  # I2_S is compared with llama.cpp's TQ2_0
+        for impl, m in per_impl.items():
+            ratio = "" if impl == "llama.cpp" else (
+                f"  decode {m['decode_tps'] / peer['decode_tps']:.2f}x"
+                f"  prompt {m['prompt_tps'] / peer['prompt_tps']:.2f}x"
+                f"  load {peer['load_s'] / m['load_s']:.2f}x"
+                f"  rss {m['peak_rss_mb'] / peer['peak_rss_mb']:.2f}x")
+            print(f"  {label:<28} {impl:<9} decode {m['decode_tps']:7.1f} tok/s  prompt "
+                  f"{m['prompt_tps']:7.1f} tok/s  load {m['load_s']:6.2f} s  "
+                  f"rss {m['peak_rss_mb']:6.0f} MB{ratio}")
+
+
+def _report_tokenize(as_json: bool) -> None:
+    rates = bench_tokenize()
+    if as_json:
+        print(json.dumps({"bench": "tokenize", "MB_per_s": rates}, indent=1))
+        return
+    print("bench tokenize: mixed corpus, MB/s (ratio = ours / peer, same run)")
+    for vocab, peer in (("gpt-2", "llama.cpp"), ("llama-bpe", "llama.cpp"),
+                        ("llama-spm", "llama.cpp"), ("cl100k", "tiktoken")):
+        a, b = rates[f"{vocab} bitnet"], rates[f"{vocab} {peer}"]
+        print(f"  {vocab:<10} bitnet {a:7.2f}  {peer:<9} {b:7.2f}   {a / b:5.2f}x")
+
+
+def _report_load(as_json: bool) -> None:
+    seconds = bench_load()
+    if as_json:
+        print(json.dumps({"bench": "load", "seconds": seconds}, indent=1))
+        return
+    base = seconds["llama.cpp vocab_only"]
+    print(f"bench load: {SMOLLM2} (median seconds; ratio = llama.cpp time / this time)")
+    for name, t in seconds.items():
+        print(f"  {name:<24} {t * 1000:9.1f} ms   {base / t:6.2f}x")
+
+
+BENCHES: Dict[str, Callable[[bool], None]] = {
+    "load": _report_load,
+    "tokenize": _report_tokenize,
+    "matmul": _report_matmul,
+    "decode": _report_decode,
+}
+
+
 def run_bench(what: str, as_json: bool = False) -> int:
     """Run one benchmark family and print results with ratios against the peer."""
-    if what == "matmul":
-        from ..optimized.bench import matmul_bench
-
-        matmul_bench()
-        return 0
-    if what == "tokenize":
-        rates = bench_tokenize()
-        if as_json:
-            print(json.dumps({"bench": what, "MB_per_s": rates}, indent=1))
-            return 0
-        print("bench tokenize: mixed corpus, MB/s (ratio = ours / peer, same run)")
-        for vocab, peer in (("gpt-2", "llama.cpp"), ("llama-bpe", "llama.cpp"),
-                            ("llama-spm", "llama.cpp"), ("cl100k", "tiktoken")):
-            a, b = rates[f"{vocab} bitnet"], rates[f"{vocab} {peer}"]
-            print(f"  {vocab:<10} bitnet {a:7.2f}  {peer:<9} {b:7.2f}   {a / b:5.2f}x")
-        return 0
-    results = bench_load()
-    if as_json:
-        print(json.dumps({"bench": what, "seconds": results}, indent=1))
-        return 0
-    base = results["llama.cpp vocab_only"]
-    print(f"bench {what}: {SMOLLM2} (median seconds; ratio = llama.cpp time / this time)")
-    for name, seconds in results.items():
-        print(f"  {name:<24} {seconds * 1000:9.1f} ms   {base / seconds:6.2f}x")
+    BENCHES[what](as_json)
     return 0

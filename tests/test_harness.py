@@ -149,3 +149,21 @@ def test_fuzz_campaign_shrinks_and_saves_a_regression(tmp_path: Path,
     saved = Path(found["regression"])
     assert saved.parent == tmp_path and saved.exists()
     assert replay(saved) is not None  # still failing while the fault is in
+
+
+@pytest.mark.parametrize("impl", ["bitnet", "llama.cpp"])
+def test_bench_worker_runs_and_reports(impl: str) -> None:
+    """The decode benchmark's worker runs both implementations (numbers are not asserted)."""
+    import subprocess
+    import sys
+
+    from bitnet.harness.synthetic import synthetic_path
+
+    model = synthetic_path("llama-q8_0")
+    res = subprocess.run([sys.executable, "-m", "bitnet.harness.bench_worker", impl, str(model),
+                          "--threads", "1", "--prompt", "4", "--decode", "2"],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    metrics = json.loads(res.stdout.strip().splitlines()[-1])
+    assert set(metrics) == {"load_s", "prompt_tps", "decode_tps", "peak_rss_mb"}
+    assert all(v > 0 for v in metrics.values())
