@@ -93,7 +93,8 @@ CONTRACTS: Sequence[Contract] = (
        f"{TOK}::test_codepoint_past_u10ffff_is_where_llamacpp_fails",
        f"{TOK}::test_invalid_utf8_like_llamacpp"),
     _c("tokenizer.breaks-llamacpp", "Tokenizers", "gpt2 model with tokenizer.ggml.pre missing "
-       "must work", f"{GGUF}::test_missing_pre_is_detected", f"{GGUF}::test_smollm2_pre_is_detected"),
+       "must work", f"{GGUF}::test_missing_pre_is_detected", f"{GGUF}::test_smollm2_pre_is_detected",
+       f"{TOK}::test_missing_pre_tokenizes_like_the_original"),
     # GGUF fixes
     _c("gguf.fix.pre", "GGUF auto-fix", "missing tokenizer.ggml.pre for GPT-2 models",
        f"{GGUF}::test_missing_pre_is_detected", f"{GGUF}::test_smollm2_pre_is_detected",

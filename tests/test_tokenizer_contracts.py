@@ -489,3 +489,28 @@ def test_every_supported_pre_tokenizer_runs() -> None:
             warnings.simplefilter("error")  # e.g. re's FutureWarning on a nested set
             cpts, offsets = P.regex_split(sample, exprs)
         assert sum(offsets) == len(cpts), name
+
+
+# --- the spec's "breaks llama.cpp" configuration ---------------------------------------------
+
+GPT2_WITH_PRE_AND_VECTORS = ["command-r", "deepseek-coder", "deepseek-llm", "falcon", "gpt-2",
+                             "llama-bpe", "mpt", "qwen2", "refact", "starcoder"]
+
+
+@pytest.mark.parametrize("name", GPT2_WITH_PRE_AND_VECTORS)
+def test_missing_pre_tokenizes_like_the_original(name: str, tmp_path: Path) -> None:
+    """`tokenizer.ggml.model = gpt2` with `tokenizer.ggml.pre` removed (llama.cpp degrades to
+    'default') passes 100% of the original file's vectors through the auto-detection.
+    (qwen35 is left out: it shares qwen2's byte-identical vocabulary, see bitnet.gguf.fixes.)"""
+    from bitnet.gguf.writer import write_repaired_copy
+
+    gf = gguf_load(_path(name), apply_repairs=False)
+    stripped = tmp_path / f"{name}-no-pre.gguf"
+    write_repaired_copy(gf, stripped, kv={k: v for k, v in gf.kv.items()
+                                          if k != "tokenizer.ggml.pre"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tok = load(stripped)
+    cases = read_vectors(name)
+    failures = [text for text, ids in cases if tok.tokenize(text, False, False) != ids]
+    assert not failures, f"{len(failures)}/{len(cases)} cases differ, first: {failures[0]!r}"
