@@ -6,6 +6,8 @@
               llama.cpp sources, CJK from CPython's cjkencodings samples): bitnet.tokenizers
               vs llama.cpp for gpt-2, llama-bpe and llama-spm, and cl100k vs tiktoken
     matmul    GFLOP/s of the C kernels per type and ISA vs numpy (bitnet.optimized.bench)
+    serve     our server vs llama-cpp-python's: aggregate tokens/s and p50/p95 time to first
+              token at 1, 4 and 16 concurrent streaming clients (bitnet.harness.bench_serve)
     decode    prompt (128 tokens) and decode tokens/s, load time and peak RSS, each run in a
               fresh process, same threads: SmolLM2-135M Q4_1, and a bench-sized synthetic
               bitnet model as TQ2_0 for both and as I2_S for this engine only
@@ -201,7 +203,26 @@ def _report_load(as_json: bool) -> None:
         print(f"  {name:<24} {t * 1000:9.1f} ms   {base / t:6.2f}x")
 
 
+def _report_serve(as_json: bool) -> None:
+    from .bench_serve import bench_serve
+
+    results = bench_serve(str(corpus_path(SMOLLM2)))
+    if as_json:
+        print(json.dumps({"bench": "serve", "results": results}, indent=1))
+        return
+    print(f"bench serve: {SMOLLM2}, streaming greedy completions, all clients at once "
+          "(ours: --parallel 4; llama-cpp-python: one context)")
+    for clients in results["bitnet"]:
+        peer, ours = results["llama.cpp"][clients], results["bitnet"][clients]
+        for impl, m in (("llama.cpp", peer), ("bitnet", ours)):
+            print(f"  {clients:>2} clients  {impl:<9} {m['tokens_per_s']:7.1f} tok/s  ttft p50 "
+                  f"{m['ttft_p50_s']:6.2f} s  p95 {m['ttft_p95_s']:6.2f} s")
+        print(f"  {clients:>2} clients  ratio     {ours['tokens_per_s'] / peer['tokens_per_s']:.2f}x "
+              "tokens/s")
+
+
 BENCHES: Dict[str, Callable[[bool], None]] = {
+    "serve": _report_serve,
     "load": _report_load,
     "tokenize": _report_tokenize,
     "matmul": _report_matmul,
