@@ -434,3 +434,16 @@ def test_settings_sources_and_exit_codes(
     env = {"N_CTX": "64", "PARALLEL": "2"}
     server, models = load_settings(["--model", tiny_path, "--n-ctx", "128"], environ=env)
     assert (models[0].n_ctx, models[0].parallel) == (128, 2)  # flag beats env var
+
+
+def test_huge_max_tokens_stops_at_the_context(server_a: Server) -> None:
+    """max_tokens far beyond the context: generation ends at the context with 'length' (as
+    llama-cpp-python does), the server stays up."""
+    r = _post(server_a, "/v1/completions", {"model": "tiny", "prompt": "hi", "max_tokens": 10**9,
+                                             "temperature": 0})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["choices"][0]["finish_reason"] == "length"
+    assert body["usage"]["total_tokens"] <= 256 * (TINY_CTX // 256 + 1)  # llama.cpp pads n_ctx to 256
+    ok = _post(server_a, "/v1/completions", {"model": "tiny", "prompt": "ok", "max_tokens": 2})
+    assert ok.status_code == 200
