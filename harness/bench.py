@@ -216,7 +216,8 @@ def _report_serve(as_json: bool) -> None:
         peer, ours = results["llama.cpp"][clients], results["bitnet"][clients]
         for impl, m in (("llama.cpp", peer), ("bitnet", ours)):
             print(f"  {clients:>2} clients  {impl:<9} {m['tokens_per_s']:7.1f} tok/s  ttft p50 "
-                  f"{m['ttft_p50_s']:6.2f} s  p95 {m['ttft_p95_s']:6.2f} s")
+                  f"{m['ttft_p50_s']:6.2f} s  p95 {m['ttft_p95_s']:6.2f} s  "
+                  f"{m['complete_streams']:.0f}/{clients} streams complete")
         print(f"  {clients:>2} clients  ratio     {ours['tokens_per_s'] / peer['tokens_per_s']:.2f}x "
               "tokens/s")
 

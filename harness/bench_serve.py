@@ -87,6 +87,7 @@ def _level(port: int, clients: int) -> Dict[str, float]:
     wall = time.perf_counter() - start
     ttft = sorted(r[0] for r in results)
     return {"tokens_per_s": sum(r[1] for r in results) / wall,
+            "complete_streams": float(sum(r[1] >= MAX_TOKENS for r in results)),
             "ttft_p50_s": statistics.median(ttft),
             "ttft_p95_s": ttft[min(len(ttft) - 1, int(round(0.95 * (len(ttft) - 1))))]}
 
@@ -96,7 +97,10 @@ def _server_cmd(impl: str, model: str, port: int, parallel: int) -> List[str]:
         return [sys.executable, "-m", "bitnet.server", "--model", model, "--port", str(port),
                 "--parallel", str(parallel), "--n_ctx", "512"]
     return [sys.executable, "-m", "llama_cpp.server", "--model", model, "--port", str(port),
-            "--n_ctx", "512", "--n_threads", "2", "--verbose", "False"]
+            "--n_ctx", "512", "--n_threads", "2", "--verbose", "False",
+            # its default lets a new request cut the running stream short: off, so every
+            # client gets its whole completion as ours do
+            "--interrupt_requests", "False"]
 
 
 def bench_serve(model: str, levels: Sequence[int] = LEVELS, parallel: int = 4
