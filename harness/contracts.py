@@ -18,6 +18,8 @@ ENGINE = "tests/test_reference_engine.py"
 SAMPLING = "tests/test_sampling.py"
 LLAMA = "tests/test_llama_compat.py"
 KERNELS = "tests/test_optimized_kernels.py"
+CAPI = "tests/test_api_contract.py"
+LEGACY = (f"{CAPI}::test_legacy_api_program", f"{CAPI}::test_error_paths")
 
 
 @dataclass(frozen=True)
@@ -39,13 +41,14 @@ def _c(id: str, section: str, clause: str, *checks: str) -> Contract:
 
 CONTRACTS: Sequence[Contract] = (
     # C/C++ FFI API
-    _c("capi.llama_load_model_from_file", "C API", "locked signature, full support"),
-    _c("capi.llama_free_model", "C API", "locked signature, full support"),
-    _c("capi.llama_new_context_with_model", "C API", "locked signature, full support"),
-    _c("capi.llama_free", "C API", "locked signature, full support"),
-    _c("capi.llama_tokenize", "C API", "locked signature, full support"),
-    _c("capi.llama_eval", "C API", "locked signature, full support"),
-    _c("capi.llama_get_logits", "C API", "locked signature, full support"),
+    _c("capi.llama_load_model_from_file", "C API", "locked signature, full support", *LEGACY),
+    _c("capi.llama_free_model", "C API", "locked signature, full support", *LEGACY),
+    _c("capi.llama_new_context_with_model", "C API", "locked signature, full support", *LEGACY),
+    _c("capi.llama_free", "C API", "locked signature, full support", *LEGACY),
+    _c("capi.llama_tokenize", "C API", "locked signature, full support", *LEGACY),
+    _c("capi.llama_eval", "C API", "locked signature, full support", *LEGACY),
+    _c("capi.llama_get_logits", "C API", "locked signature, full support", *LEGACY,
+       f"{CAPI}::test_logits_rows"),
     _c("capi.llama_get_embeddings", "C API", "truth table: planned"),
     _c("capi.llama_batch", "C API", "truth table: llama_batch_* planned"),
     _c("capi.llama_kv_cache", "C API", "truth table: llama_kv_cache_* planned"),
@@ -57,7 +60,7 @@ CONTRACTS: Sequence[Contract] = (
     # error codes
     _c("errors.codes", "Error codes", "0 success, -1 generic, -2 invalid UTF-8, -3 tokenization "
        "failed, 1 eval error; extensions -4..-10", f"{GGUF}::test_missing_file_has_code_minus_4",
-       f"{GGUF}::test_bad_file_corpus"),
+       f"{GGUF}::test_bad_file_corpus", f"{CAPI}::test_error_paths"),
     # Python API
     _c("python.import", "Python API", "`from bitnet.llama_compat import Llama` is the only change",
        LLAMA),
@@ -163,7 +166,9 @@ CONTRACTS: Sequence[Contract] = (
     _c("ci.workflow", "CI", ".github/workflows/compatibility.yml: Linux/macOS/Windows x "
        "Python 3.8-3.12"),
     # migration
-    _c("migration.c", "Migration", "C: change the include and the library, nothing else"),
+    _c("migration.c", "Migration", "C: change the include and the library, nothing else",
+       f"{CAPI}::test_current_api_program_compiles_against_llama_h",
+       f"{CAPI}::test_current_api_program", f"{CAPI}::test_flags_point_at_header_and_library"),
     _c("migration.python", "Migration", "Python: change the import, nothing else",
        f"{LLAMA}::test_signatures_match_llama_cpp_python",
        f"{LLAMA}::test_completion_dict_structure"),
