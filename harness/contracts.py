@@ -75,6 +75,8 @@ CONTRACTS: Sequence[Contract] = (
        "logprobs without logits_all, embed without embedding=True",
        f"{LLAMA}::test_missing_model_path", f"{LLAMA}::test_context_overflow_message",
        f"{LLAMA}::test_logprobs_and_embed_errors"),
+    _c("python.json-output", "Python API", "response_format json_object (and a JSON-schema "
+       "subset) produce valid JSON without grammars", "tests/test_json_constraint.py"),
     _c("python.chat", "Python API", "chat templates render token-identical; sandboxed",
        f"{LLAMA}::test_builtin_chat_formats_render_identically",
        f"{LLAMA}::test_gguf_template_renders_token_identical",

@@ -13,9 +13,12 @@ tokenizes to the same ids), then run `Llama.create_completion` and reshape its r
 - The built-in `chat_format` names of llama-cpp-python (llama-2, llama-3, chatml, gemma, ...)
   build the same strings as its `llama_chat_format.py` (names, separators, stops).
 
+`response_format={"type": "json_object"}` (optionally with a schema from the subset in
+`bitnet.json_constraint`) is honoured without a grammar: the handler adds a `JSONOutput`
+marker that the sampler turns into a JSON-prefix constraint.
+
 Left out: the handlers that need grammars or vision models (functionary*,
-chatml-function-calling, llava and friends) and grammar-constrained output
-(`response_format={"type": "json_object"}`, `tool_choice` naming one tool): they raise
+chatml-function-calling, llava and friends) and `tool_choice` naming one tool: they raise
 NotImplementedError saying so. A `logits_processor` is the way to constrain tokens here.
 """
 
@@ -443,11 +446,14 @@ def chat_formatter_to_chat_completion_handler(chat_formatter: ChatFormatter) -> 
         stopping_criteria = result.stopping_criteria
 
         if response_format is not None and response_format.get("type") == "json_object":
-            what = "a JSON schema" if "schema" in response_format else "JSON"
-            raise NotImplementedError(
-                f"response_format={{'type': 'json_object'}} constrains output to {what} with a "
-                f"grammar; {GRAMMAR_HINT}"
-            )
+            # where llama-cpp-python builds a JSON grammar, a JSONOutput marker asks the sampler
+            # for its reject-and-resample JSON constraint (bitnet.json_constraint); a schema
+            # outside the supported subset raises NotImplementedError naming the keyword
+            from .json_constraint import JSONOutput
+
+            schema = response_format.get("schema")
+            marker = JSONOutput(schema=schema) if schema is not None else JSONOutput()
+            logits_processor = list(logits_processor or []) + [marker]
         if functions is not None:
             tools = [{"type": "function", "function": function} for function in functions]
         if function_call is not None:

@@ -29,8 +29,16 @@ never interleaves. A generator (`generate`, `stream=True`) holds the lock from i
 `next()` until it is exhausted or closed: close (or drop) a half-read stream before using
 the instance from another thread.
 
-Divergences from llama-cpp-python, on purpose: grammar= (and response_format json / a forced
-tool_choice, which need grammars) raise NotImplementedError; detokenize returns pieces longer
+JSON output without grammars: `response_format={"type": "json_object"}` is honoured by a
+reject-and-resample constraint (`bitnet.json_constraint`; a `JSONOutput()` in
+`logits_processor` does the same for create_completion): the text is an RFC 8259 object, at
+most 20 whitespace bytes in a row, none before the opening brace, and nothing after the
+closing brace but end of generation. With a "schema" the value must match it; only the subset
+in `bitnet.json_constraint.SCHEMA_SUBSET` is supported (NotImplementedError naming the keyword
+otherwise; llama-cpp-python falls back to plain JSON when its converter fails).
+
+Divergences from llama-cpp-python, on purpose: grammar= (and a schema outside that subset / a
+forced tool_choice, which need grammars) raise NotImplementedError; detokenize returns pieces longer
 than 32 bytes whole (llama-cpp-python mangles them); stopping criteria get the logits the
 token was sampled from (llama-cpp-python passes row 0 of its scores); passing logit_bias and
 logits_processor together applies both (llama-cpp-python drops both, `list.extend` returns
@@ -75,7 +83,8 @@ from typing import (
 import numpy as np
 
 from bitnet import chat_format as llama_chat_format
-from bitnet.errors import ContextLengthExceededError, ModelLoadError
+from bitnet.errors import ContextLengthExceededError, InferenceError, ModelLoadError
+from bitnet.json_constraint import JSONConstraint, JSONOutput
 
 # llama.h constants used as defaults (same values as llama_cpp.llama_cpp)
 LLAMA_DEFAULT_SEED = 0xFFFFFFFF
@@ -555,6 +564,7 @@ class Llama:
         )
         self._batch_logits: Optional[np.ndarray] = None  # (n_out, V) of the last decode
         self._sampler: Any = None
+        self._constraint: Optional[JSONConstraint] = None  # set by _generate for JSON output
 
         # the file's own key/values as llama.cpp reports them: bitnet.gguf's in-memory
         # repairs are undone here (they only steer this project's tokenizer and engine)
@@ -748,8 +758,8 @@ class Llama:
             mirostat_eta=mirostat_eta,
             seed=self._seed,
         )
-        if logits_processor is not None:
-            processors = logits_processor
+        processors = [p for p in logits_processor or [] if not isinstance(p, JSONOutput)]
+        if processors:
 
             def apply_func(cur: Any) -> None:
                 # the candidates are the whole vocabulary in id order here (chain start)
@@ -806,11 +816,67 @@ class Llama:
             )
         logits = self._logits_at(idx)
         try:
-            token = int(self._sampler.sample(logits))
+            if self._constraint is None:
+                token = int(self._sampler.sample(logits))
+            else:
+                token = self._sample_constrained(logits, self._constraint)
         finally:
             if tmp_sampler:
                 self._sampler = None
         return token
+
+    def _sample_constrained(self, logits: np.ndarray, constraint: JSONConstraint) -> int:
+        """Reject-and-resample: run the chain, and while its token breaks the constraint mask it
+        to -inf and run the chain again (bitnet extension, the outcome of a llama.cpp grammar).
+
+        logits: [n_vocab]. Each rejection also masks the invalid tokens among the `batch` most
+        likely ones (64, doubling per rejection), so a model that wants anything but JSON costs
+        a few chain runs, not one per rejected token. Greedy: exactly the argmax over allowed
+        tokens. Sampling: a draw from the chain applied to logits with only disallowed tokens
+        masked (llama.cpp's grammar masks all of them first, so with top-k/top-p truncation a
+        draw may differ; each chain run draws from the RNG, and mirostat updates mu per run).
+        """
+        from bitnet.sampling import TokenDataArray
+
+        sampler = self._sampler
+        masked = np.array(logits, dtype=np.single)  # [n_vocab]
+        n_vocab = masked.shape[0]
+        batch = 64
+        while True:
+            cur = TokenDataArray.from_logits(masked)
+            sampler.apply(cur)
+            token = int(cur.selected_token())
+            if constraint.allows(token):
+                break
+            if masked[token] == -np.inf:
+                raise InferenceError(
+                    "JSON-constrained sampling: no token of the vocabulary continues "
+                    f"{constraint.state!r}"
+                )
+            masked[token] = -np.inf
+            top = np.argpartition(-masked, batch - 1)[:batch] if batch < n_vocab else np.arange(n_vocab)
+            for t in top.tolist():
+                if masked[t] != -np.inf and not constraint.allows(t):
+                    masked[t] = -np.inf
+            batch = min(2 * batch, n_vocab)
+        sampler.accept(token)
+        constraint.accept(token)
+        return token
+
+    def _json_constraint(self, logits_processor: Optional[LogitsProcessorList]) -> Optional[JSONConstraint]:
+        """A fresh JSONConstraint if `logits_processor` holds a JSONOutput marker."""
+        marker = next((p for p in logits_processor or [] if isinstance(p, JSONOutput)), None)
+        if marker is None:
+            return None
+        tok = self._vocab_tok
+        return JSONConstraint(
+            piece=lambda t: tok.token_to_piece(t, 0, False),
+            is_eog=self._is_eog,
+            top=marker.top,
+            max_ws=marker.max_ws,
+            leading_ws=marker.leading_ws,
+            schema=marker.schema,
+        )
 
     def _logits_at(self, idx: Optional[int]) -> np.ndarray:
         """Row `idx` (absolute position) of the last decode's logits, as llama_get_logits_ith."""
@@ -912,6 +978,7 @@ class Llama:
             penalize_nl=penalize_nl,
             logits_processor=logits_processor,
         )
+        self._constraint = self._json_constraint(logits_processor)
         tokens = [int(t) for t in tokens]
 
         # prefix matching against the evaluated tokens (llama-cpp-python's generate)
@@ -982,6 +1049,7 @@ class Llama:
                     )
         finally:
             self._sampler = None
+            self._constraint = None
 
     # --- embeddings -----------------------------------------------------------------------
     @_locked
