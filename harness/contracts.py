@@ -164,9 +164,9 @@ CONTRACTS: Sequence[Contract] = (
        "streaming (OpenAI-compatible, concurrent)", "tests/test_server.py"),
     # tests and CI
     _c("tests.required-files", "Test coverage", "api_contract, tokenizer_contracts, "
-       "gguf_compatibility, test_llama_compat exist and run"),
+       "gguf_compatibility, test_llama_compat exist and run", CAPI, TOK, GGUF, LLAMA),
     _c("ci.workflow", "CI", ".github/workflows/compatibility.yml: Linux/macOS/Windows x "
-       "Python 3.8-3.12"),
+       "Python 3.8-3.12", "tests/test_ci_workflow.py"),
     # migration
     _c("migration.c", "Migration", "C: change the include and the library, nothing else",
        f"{CAPI}::test_current_api_program_compiles_against_llama_h",

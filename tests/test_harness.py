@@ -107,7 +107,8 @@ def test_reports_render_diff_and_docs(tmp_path: Path) -> None:
     write_reports(tmp_path, bad)
     page = (tmp_path / "index.html").read_text()
     assert "gguf.versions" in page and "failed" in page and "<script" not in page
-    assert "http" not in page.split("<body>")[1]  # self-contained: no external assets
+    # self-contained: no external scripts, styles, images or fonts
+    assert not re.search(r"""(src|href)\s*=\s*["']?https?:|url\(\s*["']?https?:|@import""", page)
     assert diff(good, bad) == ["gguf.versions: passed -> failed"]
     assert index_html(good).count("<tr>") == len(CONTRACTS) + 1
     doc = tmp_path / "COMPATIBILITY.md"
