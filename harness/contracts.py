@@ -164,7 +164,9 @@ CONTRACTS: Sequence[Contract] = (
        "streaming (OpenAI-compatible, concurrent)", "tests/test_server.py"),
     # tests and CI
     _c("tests.required-files", "Test coverage", "api_contract, tokenizer_contracts, "
-       "gguf_compatibility, test_llama_compat exist and run", CAPI, TOK, GGUF, LLAMA),
+       "gguf_compatibility, test_llama_compat exist and run", f"{CAPI}::test_legacy_api_program",
+       f"{TOK}::test_llamacpp_vectors", f"{GGUF}::test_real_files_match_gguf_py",
+       f"{LLAMA}::test_signatures_match_llama_cpp_python"),
     _c("ci.workflow", "CI", ".github/workflows/compatibility.yml: Linux/macOS/Windows x "
        "Python 3.8-3.12", "tests/test_ci_workflow.py"),
     # migration
