@@ -6,6 +6,8 @@
               llama.cpp sources, CJK from CPython's cjkencodings samples): bitnet.tokenizers
               vs llama.cpp for gpt-2, llama-bpe and llama-spm, and cl100k vs tiktoken
     matmul    GFLOP/s of the C kernels per type and ISA vs numpy (bitnet.optimized.bench)
+    quantize  peak memory and time of `bitnet quantize` on a bench-sized model, against its
+              largest tensor (the contract: under 1.5x it plus the output buffers)
     serve     our server vs llama-cpp-python's: aggregate tokens/s and p50/p95 time to first
               token at 1, 4 and 16 concurrent streaming clients (bitnet.harness.bench_serve)
     decode    prompt (128 tokens) and decode tokens/s, load time and peak RSS, each run in a
@@ -222,7 +224,48 @@ def _report_serve(as_json: bool) -> None:
               "tokens/s")
 
 
+def bench_quantize(qtype: str = "Q4_0") -> Dict[str, float]:
+    """Quantize the bench-sized synthetic llama F16 file; Python-heap peak vs its largest tensor."""
+    import tempfile
+    import tracemalloc
+
+    from ..ggml_types import tensor_nbytes
+    from ..gguf import parse
+    from ..quantize import quantize_file
+    from .synthetic import synthetic_path
+
+    src = synthetic_path("llama-f16", size="bench")
+    gf = parse(src)
+    largest = max(gf.tensors.values(), key=lambda t: t.n_elements)
+    out_type = 2 if qtype == "Q4_0" else 8  # the largest tensor's output buffer
+    with tempfile.TemporaryDirectory() as tmp:
+        tracemalloc.start()
+        start = time.perf_counter()
+        quantize_file(src, Path(tmp) / "out.gguf", qtype)
+        seconds = time.perf_counter() - start
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    f32_bytes = largest.n_elements * 4  # the largest tensor dequantized to float32
+    out_bytes = tensor_nbytes(out_type, largest.n_elements)
+    return {"file_mb": src.stat().st_size / 2**20, "seconds": seconds, "peak_mb": peak / 2**20,
+            "largest_tensor_f32_mb": f32_bytes / 2**20, "largest_output_mb": out_bytes / 2**20,
+            "peak_over_largest_plus_output": peak / (f32_bytes + out_bytes)}
+
+
+def _report_quantize(as_json: bool) -> None:
+    r = bench_quantize()
+    if as_json:
+        print(json.dumps({"bench": "quantize", "results": r}, indent=1))
+        return
+    print(f"bench quantize: bench-size synthetic llama F16 ({r['file_mb']:.0f} MB) -> Q4_0 in "
+          f"{r['seconds']:.1f} s")
+    print(f"  peak Python-heap memory {r['peak_mb']:.0f} MB; largest tensor as f32 "
+          f"{r['largest_tensor_f32_mb']:.0f} MB + its output {r['largest_output_mb']:.0f} MB: "
+          f"{r['peak_over_largest_plus_output']:.2f}x (target < 1.5x)")
+
+
 BENCHES: Dict[str, Callable[[bool], None]] = {
+    "quantize": _report_quantize,
     "serve": _report_serve,
     "load": _report_load,
     "tokenize": _report_tokenize,

@@ -8,7 +8,7 @@
     bitnet-compat report DIR         re-render a run's report
     bitnet-compat diff A B           contracts whose status changed between two runs
     bitnet-compat docs [--run DIR]   regenerate docs/COMPATIBILITY.md's truth table
-    bitnet-compat bench load|tokenize|matmul|decode|serve
+    bitnet-compat bench load|tokenize|matmul|decode|serve|quantize
                                      benchmarks against llama.cpp / tiktoken in the same run
 """
 
@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default=None)
     p.set_defaults(func=cmd_docs)
     p = sub.add_parser("bench", help="benchmarks against llama.cpp in the same run")
-    p.add_argument("what", choices=["load", "tokenize", "matmul", "decode", "serve"], nargs="?",
+    p.add_argument("what", choices=["load", "tokenize", "matmul", "decode", "serve", "quantize"], nargs="?",
                    default="load")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)

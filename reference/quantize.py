@@ -230,11 +230,32 @@ def _header(kv: Dict[str, Any], kv_types: Dict[str, KVType], plans: Sequence[Ten
     return header_bytes(kv, kv_types, infos, alignment), sizes
 
 
+CHUNK_ELEMENTS = 1 << 22  # weights dequantized at a time (16 MB as float32)
+
+
+def _convert_rows(raw: np.ndarray, plan: TensorPlan) -> np.ndarray:
+    """Row-chunked re-encoding: the float copy never holds more than CHUNK_ELEMENTS weights."""
+    ne0 = plan.shape[0]
+    n_rows = int(np.prod(plan.shape[1:], dtype=np.int64))
+    src_row, dst_row = tensor_nbytes(plan.src_type, ne0), tensor_nbytes(plan.dst_type, ne0)
+    out = np.empty(n_rows * dst_row, dtype=np.uint8)
+    step = max(1, CHUNK_ELEMENTS // max(ne0, 1))
+    for r0 in range(0, n_rows, step):
+        r1 = min(n_rows, r0 + step)
+        x = dequantize(raw[r0 * src_row:r1 * src_row], plan.src_type, (r1 - r0, ne0))
+        out[r0 * dst_row:r1 * dst_row] = (x.astype("<f4").reshape(-1).view(np.uint8)
+                                          if plan.dst_type == F32 else quantize(x, plan.dst_type))
+    return out
+
+
 def _convert_tensor(raw: np.ndarray, plan: TensorPlan, bitnet_ternarize: bool = True
                     ) -> Tuple[np.ndarray, float]:
     """Raw source bytes -> raw destination bytes (and the ternarization error, or -1)."""
     if plan.src_type == plan.dst_type:
         return raw, -1.0
+    if plan.dst_type not in TERNARY_TYPES and I2_S not in (plan.src_type, plan.dst_type):
+        return _convert_rows(raw, plan), -1.0  # blocks never span rows: chunk by rows
+    # ternary targets need the whole tensor's mean |W| (and I2_S one scale per tensor)
     np_shape = tuple(reversed(plan.shape))
     x = dequantize(raw, plan.src_type, np_shape)  # (..., ne0) float32
     err = -1.0
