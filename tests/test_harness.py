@@ -170,3 +170,26 @@ def test_bench_worker_runs_and_reports(impl: str) -> None:
     metrics = json.loads(res.stdout.strip().splitlines()[-1])
     assert set(metrics) == {"load_s", "prompt_tps", "decode_tps", "peak_rss_mb"}
     assert all(v > 0 for v in metrics.values())
+
+
+def test_impl_selection() -> None:
+    from bitnet.harness.runner import IMPLS, selection
+
+    args, env = selection(True, IMPLS, 7)
+    assert args == ["--hypothesis-seed=7", "-m", "not slow"] and env == {}
+    args, env = selection(False, ["reference", "optimized"], 0)
+    assert args[-2:] == ["-m", "not llamacpp"] and env == {}
+    args, env = selection(True, ["reference"], 0)
+    assert "--ignore=tests/test_optimized_kernels.py" in args
+    assert args[-1] == "not slow and not llamacpp" and env == {"BITNET_BACKEND": "reference"}
+    with pytest.raises(ValueError, match="unknown implementation"):
+        selection(True, ["bitnet.rs"], 0)
+
+
+def test_run_reference_only_subset(tmp_path: Path) -> None:
+    """`--impl reference` runs the suite without llama.cpp and without the C kernels."""
+    node = "tests/test_gguf_compatibility.py::test_v2_is_accepted"
+    assert run(report_dir=str(tmp_path), workers="0", tests=[node], quiet=True,
+               impls=["reference"]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["tests"]["passed"] == 1
