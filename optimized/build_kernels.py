@@ -23,7 +23,7 @@ HEADERS = ["bn_common.h", "bn_api.h"]
 SOURCES = ["bn_dispatch.c", "bn_quant_dot.c", "bn_dequant.c", "bn_elementwise.c", "bn_selftest.c"]
 MODULE = "bitnet.optimized._kernels"
 
-CDEF = """
+STRUCTS_CDEF = """
 typedef uint16_t bn_half;
 typedef struct { bn_half d; int8_t qs[32]; } block_q8_0;
 typedef struct { bn_half d; bn_half s; int8_t qs[32]; } block_q8_1;
@@ -35,34 +35,17 @@ typedef struct { float d; int8_t qs[256]; int16_t bsums[16]; } block_q8_K;
 typedef struct { uint8_t qs[48]; uint8_t qh[4]; bn_half d; } block_tq1_0;
 typedef struct { uint8_t qs[64]; bn_half d; } block_tq2_0;
 typedef struct { uint8_t qs[32]; } block_i2_s;
-
-int bn_cpu_isa(void);
-void bn_set_isa(int isa);
-int bn_isa_request(void);
-int bn_isa_effective(void);
-int bn_kernel_count(void);
-const char *bn_kernel_name(int k);
-int bn_kernel_variant(int k);
-int bn_max_threads(void);
-
-int bn_quantize_row_q8_0(const float *x, void *y, int64_t n);
-int bn_quantize_row_q8_1(const float *x, void *y, int64_t n);
-int bn_quantize_row_q8_K(const float *x, void *y, int64_t n);
-void bn_quantize_row_i8(const float *x, int8_t *q, float *scale, int32_t *sum, int64_t n);
-
-int bn_matmul(int type, const void *w, int64_t N, int64_t D, const float *x, int64_t T, float *y,
-              int mode, int n_threads);
-int bn_dequantize_rows(int type, const void *w, int64_t n_rows, int64_t D, const int64_t *ids,
-                       int64_t T, float *y);
-
-void bn_rms_norm(const float *x, const float *weight, float *y, int64_t T, int64_t D, float eps);
-void bn_softmax(const float *x, float *y, int64_t rows, int64_t K);
-void bn_rope(const float *x, float *y, int64_t T, int64_t H, int64_t d, const float *cos_t,
-             const float *sin_t, int64_t n_dims, int mode);
-void bn_swiglu(const float *g, const float *u, float *y, int64_t n);
-void bn_relu2_glu(const float *g, const float *u, float *y, int64_t n);
-int bn_selftest(int verbose);
 """
+
+
+def api_cdef() -> str:
+    """bn_api.h's declarations as cffi's cdef wants them: preprocessor lines dropped (cffi's
+    parser skips the C comments itself), so the header is the one list of entry points."""
+    with open(os.path.join(KERNEL_DIR, "bn_api.h"), encoding="utf-8") as fh:
+        return "\n".join(line for line in fh.read().splitlines() if not line.lstrip().startswith("#"))
+
+
+CDEF = STRUCTS_CDEF + api_cdef()
 
 
 def compile_flags(sanitize: bool) -> List[str]:

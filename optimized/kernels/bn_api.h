@@ -1,4 +1,4 @@
-/* bn_api.h: the functions Python calls through cffi (the cdef in build_kernels.py repeats it).
+/* bn_api.h: the functions Python calls through cffi (build_kernels.py feeds this file to cdef).
  *
  * Shapes use the numpy order of bitnet.ops: a weight is (N, D) rows of D weights, activations
  * (T, D); outputs are caller-allocated. Return codes: 0 ok, -1 unsupported type, -2 bad shape
