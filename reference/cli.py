@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence
 
 import numpy as np
 
@@ -135,25 +136,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _guarded(command: str, call: Callable[[], int]) -> int:
+    """Run a subcommand: a one-line error and exit 1 for expected failures, never a traceback;
+    a reader that closed the pipe early (`bitnet inspect ... | head`) is not an error."""
+    try:
+        return int(call())
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error at exit
+        return 0
+    except (BitNetError, OSError, ValueError) as exc:
+        print(f"bitnet {command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the `bitnet` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in DELEGATES:
-        try:
-            return _delegate(argv[0], argv[1:])
-        except (BitNetError, OSError, ValueError) as exc:
-            print(f"bitnet {argv[0]}: error: {exc}", file=sys.stderr)
-            return 1
-        except KeyboardInterrupt:
-            return 130
+        return _guarded(argv[0], lambda: _delegate(argv[0], argv[1:]))
     args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args))
-    except (BitNetError, OSError, ValueError) as exc:
-        print(f"bitnet {args.command}: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    return _guarded(args.command, lambda: args.func(args))
 
 
 if __name__ == "__main__":
