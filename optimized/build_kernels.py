@@ -11,6 +11,7 @@ runs on any x86-64 and dispatches from CPUID. BITNET_SANITIZE=1 adds
 
 from __future__ import annotations
 
+import glob
 import os
 import sys
 from typing import List
@@ -19,8 +20,15 @@ from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 KERNEL_DIR = os.path.join(HERE, "kernels")
-HEADERS = ["bn_common.h", "bn_api.h"]
-SOURCES = ["bn_dispatch.c", "bn_quant_dot.c", "bn_dequant.c", "bn_elementwise.c", "bn_selftest.c"]
+# Every `bn_api*.h` declares entry points (one header per kernel family); every `bn_*.c` but the
+# qemu self-test's `main` is compiled in.
+API_HEADERS = sorted(os.path.basename(p) for p in glob.glob(os.path.join(KERNEL_DIR, "bn_api*.h")))
+HEADERS = ["bn_common.h"] + API_HEADERS
+SOURCES = sorted(
+    os.path.basename(p)
+    for p in glob.glob(os.path.join(KERNEL_DIR, "bn_*.c"))
+    if not p.endswith("bn_selftest_main.c")
+)
 MODULE = "bitnet.optimized._kernels"
 
 STRUCTS_CDEF = """
@@ -39,10 +47,13 @@ typedef struct { uint8_t qs[32]; } block_i2_s;
 
 
 def api_cdef() -> str:
-    """bn_api.h's declarations as cffi's cdef wants them: preprocessor lines dropped (cffi's
-    parser skips the C comments itself), so the header is the one list of entry points."""
-    with open(os.path.join(KERNEL_DIR, "bn_api.h"), encoding="utf-8") as fh:
-        return "\n".join(line for line in fh.read().splitlines() if not line.lstrip().startswith("#"))
+    """The bn_api*.h declarations as cffi's cdef wants them: preprocessor lines dropped (cffi's
+    parser skips the C comments itself), so the headers are the one list of entry points."""
+    parts = []
+    for name in API_HEADERS:
+        with open(os.path.join(KERNEL_DIR, name), encoding="utf-8") as fh:
+            parts.append("\n".join(ln for ln in fh.read().splitlines() if not ln.lstrip().startswith("#")))
+    return "\n".join(parts)
 
 
 CDEF = STRUCTS_CDEF + api_cdef()
@@ -66,7 +77,7 @@ def make_builder(*, sanitize: bool = False, absolute: bool = False) -> FFI:
     ffi.cdef(CDEF)
     ffi.set_source(
         MODULE,
-        '#include "bn_common.h"\n#include "bn_api.h"\n',
+        "".join(f'#include "{h}"\n' for h in HEADERS),
         sources=[os.path.join(base, s) for s in SOURCES],
         include_dirs=[base],
         depends=[os.path.join(base, h) for h in HEADERS],  # rebuild on change; ship in sdists

@@ -15,7 +15,7 @@ attention logit soft-capping, sliding windows.
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -94,10 +94,12 @@ def forward(
     cache: KVCache,
     tokens: np.ndarray,
     positions: np.ndarray,
+    layer_hook: Optional[Callable[[int, np.ndarray], None]] = None,
 ) -> np.ndarray:
     """Run the layers over one batch and return the hidden state after output_norm.
 
     tokens: (T,) int; positions: (T,) int (cells to write in `cache`) -> (T, D).
+    layer_hook(il, x) sees each layer's output residual stream (T, D), for per-layer diffs.
     """
     t = len(tokens)
     bitnet = hp.arch in ("bitnet", "bitnet-b1.58")
@@ -137,6 +139,8 @@ def forward(
         if bitnet:
             act = ops.rms_norm(act, lw.ffn_sub_norm, hp.rms_eps)
         x = x + linear(ops, lw.ffn_down, act)  # (T, D)
+        if layer_hook is not None:
+            layer_hook(il, x)
 
     cache.mark(positions)
     return ops.rms_norm(x, w.output_norm, hp.rms_eps)  # (T, D)

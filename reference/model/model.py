@@ -14,7 +14,7 @@ dropped first.
 from __future__ import annotations
 
 import os
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 
@@ -86,6 +86,8 @@ class Context:
         self.cache = KVCache(model.hparams, n_ctx, KV_DTYPES[kv_type])
         self.logits: Optional[np.ndarray] = None  # (n_out, V) of the last eval
         self.embeddings: Optional[np.ndarray] = None  # (T, D) hidden after output_norm
+        # called as layer_hook(il, x) with each layer's output (T, D); for per-layer diffs
+        self.layer_hook: Optional[Callable[[int, np.ndarray], None]] = None
 
     @property
     def n_past(self) -> int:
@@ -128,7 +130,7 @@ class Context:
         for b0 in range(0, ids.size, self.n_batch):
             chunk = ids[b0 : b0 + self.n_batch]
             positions = np.arange(start + b0, start + b0 + chunk.size, dtype=np.int64)
-            hidden = forward(ops, hp, w, self.cache, chunk, positions)  # (t, D)
+            hidden = forward(ops, hp, w, self.cache, chunk, positions, self.layer_hook)  # (t, D)
             hidden_parts.append(hidden)
             if all_logits:
                 logit_parts.append(output_logits(ops, w, hidden))
