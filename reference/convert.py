@@ -19,8 +19,21 @@ Architecture from config.json's hidden_act: "relu2" -> `bitnet-b1.58` (bitnet.cp
 not permuted. The output is tied to token_embd in both graphs: an untied lm_head is dropped
 with a warning (llama.cpp would reject the extra tensor).
 
-Left out: sentencepiece tokenizer.model (only tokenizer.json BPE), rope scaling, sharded
-checkpoints other than via *.safetensors in one directory.
+Tokenizer: a SentencePiece `tokenizer.model` (the 1bitLLM checkpoints) wins, as in
+llama.cpp's BitnetModel (`_set_vocab_sentencepiece`): the ModelProto is parsed here (no
+sentencepiece dependency), tokens padded to config's vocab_size with `[PADi]`, and
+added_tokens.json / tokenizer_config.json's added_tokens_decoder applied as llama.cpp
+does. Otherwise tokenizer.json's byte-level BPE. Special token ids and add_*_token follow
+gguf-py's SpecialVocab (tokenizer.json added_tokens + tokenizer_config.json, then
+config.json's `*_token_id`).
+
+For a latent-weight `BitnetForCausalLM` checkpoint the tensors equal those of llama.cpp's
+convert_hf_to_gguf.py (tests/test_quantize_convert.py compares them byte for byte). Known
+metadata differences: llama.cpp also writes general.type/size_label/quantization_version
+and `bitnet.rope.scaling.type = linear, factor 1.0` (no-ops), we also write
+`{arch}.vocab_size` and `{arch}.rope.dimension_count` (the defaults llama.cpp derives).
+
+Left out: rope scaling, sharded checkpoints other than via *.safetensors in one directory.
 """
 
 from __future__ import annotations
@@ -43,11 +56,12 @@ from bitnet.gguf.writer import write_gguf
 from bitnet.quantize import FILE_TYPES
 from bitnet.quants import quantize
 
-F32, F16, TQ2_0, I2_S = 0, 1, 35, 36
-OUTTYPES = {"i2_s": I2_S, "tq2_0": TQ2_0, "f16": F16}
+F32, F16, TQ1_0, TQ2_0, I2_S = 0, 1, 34, 35, 36
+OUTTYPES = {"i2_s": I2_S, "tq2_0": TQ2_0, "tq1_0": TQ1_0, "f16": F16}
 ARCH_BY_ACT = {"relu2": "bitnet-b1.58", "silu": "bitnet"}
 
-TOKEN_NORMAL, TOKEN_CONTROL, TOKEN_USER_DEFINED = 1, 3, 4
+TOKEN_NORMAL, TOKEN_UNKNOWN, TOKEN_CONTROL, TOKEN_USER_DEFINED, TOKEN_UNUSED, TOKEN_BYTE = \
+    1, 2, 3, 4, 5, 6
 
 _ST_DTYPES = {"F32": "<f4", "F16": "<f2", "BF16": "<u2", "U8": "u1", "I8": "i1",
               "F64": "<f8", "I32": "<i4", "I64": "<i8"}
@@ -164,10 +178,16 @@ def pack_weights(t: np.ndarray) -> np.ndarray:
 
 
 def ternarize_absmean(w: np.ndarray) -> np.ndarray:
-    """BitNet b1.58 weight_quant: mean|W| * RoundClip(W / mean|W|, -1, 1), in float32."""
+    """BitNet b1.58 weight_quant in float32, in the op order of the 1bitLLM reference (and
+    llama.cpp's BitnetModel.weight_quant): iscale = 1 / max(mean|W|, 1e-5);
+    W' = RoundClip(W * iscale, -1, 1) / iscale (round half to even).
+
+    mean|W| is summed in float64 and rounded once; torch sums float32 pairwise, which can
+    differ in the last bit of the scale (not seen in the tests' tensors)."""
     w = np.asarray(w, dtype=np.float32)
     scale = np.float32(max(float(np.abs(w).mean(dtype=np.float64)), 1e-5))
-    return (np.clip(np.round(w / scale), -1, 1) * scale).astype(np.float32)
+    iscale = np.float32(1) / scale
+    return (np.clip(np.round(w * iscale), -1, 1) / iscale).astype(np.float32)
 
 
 def _hf_tensors(hf_dir: Path) -> Dict[str, Tuple[str, np.ndarray]]:
@@ -229,8 +249,118 @@ def _weights(tensors: Dict[str, Tuple[str, np.ndarray]], outtype: int
 # ---------------------------------------------------------------------------------------
 
 
-def _tokenizer_kv(hf_dir: Path, n_vocab: int) -> Dict[str, Any]:
-    tok = json.loads((hf_dir / "tokenizer.json").read_text(encoding="utf-8"))
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def _varint(buf: bytes, pos: int) -> Tuple[int, int]:
+    out = shift = 0
+    while True:
+        if pos >= len(buf) or shift > 63:
+            raise ModelLoadError("tokenizer.model: truncated protobuf varint")
+        b = buf[pos]
+        pos += 1
+        out |= (b & 0x7F) << shift
+        shift += 7
+        if b < 0x80:
+            return out, pos
+
+
+def _proto_fields(buf: bytes) -> Iterator[Tuple[int, int, Any]]:
+    """(field number, wire type, value) of one protobuf message; length-delimited values
+    are bytes, fixed32 are raw 4 bytes, varints ints."""
+    pos = 0
+    while pos < len(buf):
+        key, pos = _varint(buf, pos)
+        field, wire = key >> 3, key & 7
+        value: Any
+        if wire == 0:
+            value, pos = _varint(buf, pos)
+        elif wire == 1:
+            value, pos = buf[pos : pos + 8], pos + 8
+        elif wire == 2:
+            n, pos = _varint(buf, pos)
+            value, pos = buf[pos : pos + n], pos + n
+        elif wire == 5:
+            value, pos = buf[pos : pos + 4], pos + 4
+        else:
+            raise ModelLoadError(f"tokenizer.model: unsupported protobuf wire type {wire}")
+        if pos > len(buf):
+            raise ModelLoadError("tokenizer.model: truncated protobuf message")
+        yield field, wire, value
+
+
+def read_sentencepiece(path: Union[str, os.PathLike]) -> List[Tuple[str, float, int]]:
+    """(piece, score, type) of every piece of a SentencePiece ModelProto
+    (sentencepiece_model.proto: ModelProto.pieces = 1 {piece = 1, score = 2, type = 3});
+    types as in the proto and GGUF: NORMAL 1, UNKNOWN 2, CONTROL 3, USER_DEFINED 4,
+    UNUSED 5, BYTE 6."""
+    pieces = []
+    for field, wire, value in _proto_fields(Path(path).read_bytes()):
+        if field != 1 or wire != 2:
+            continue
+        piece, score, ptype = "", 0.0, TOKEN_NORMAL
+        for f, w, v in _proto_fields(value):
+            if f == 1 and w == 2:
+                piece = v.decode("utf-8")
+            elif f == 2 and w == 5:
+                score = struct.unpack("<f", v)[0]
+            elif f == 3 and w == 0:
+                ptype = int(v)
+        pieces.append((piece, score, ptype))
+    if not pieces:
+        raise ModelLoadError(f"{path}: no SentencePiece pieces")
+    return pieces
+
+
+def _looks_special(text: str) -> bool:
+    """llama.cpp's TextModel.does_token_look_special."""
+    return (text in ("<pad>", "<mask>", "<2mass>", "[@BOS@]")
+            or (text.startswith("<|") and text.endswith("|>"))
+            or (text.startswith("<\uff5c") and text.endswith("\uff5c>"))
+            or (text.startswith("<unused") and text.endswith(">")))
+
+
+def _spm_vocab_kv(hf_dir: Path, n_vocab: int) -> Dict[str, Any]:
+    """llama.cpp's _create_vocab_sentencepiece + _set_vocab_sentencepiece."""
+    pieces = read_sentencepiece(hf_dir / "tokenizer.model")
+    size = n_vocab or len(pieces)
+    tokens = [f"[PAD{i}]" for i in range(size)]
+    scores = [-10000.0] * size
+    types = [TOKEN_UNUSED] * size
+    for i, (piece, score, ptype) in enumerate(pieces[:size]):
+        tokens[i], scores[i] = piece, score
+        types[i] = ptype if ptype in (TOKEN_UNKNOWN, TOKEN_CONTROL, TOKEN_UNUSED,
+                                      TOKEN_BYTE) else TOKEN_NORMAL
+    added = _read_json(hf_dir / "added_tokens.json") or {}
+    for text, i in added.items():
+        if int(i) < size:
+            tokens[int(i)], scores[int(i)], types[int(i)] = text, -1000.0, TOKEN_USER_DEFINED
+    cfg = _read_json(hf_dir / "tokenizer_config.json") or {}
+    for key, data in (cfg.get("added_tokens_decoder") or {}).items():
+        i, text = int(key), str(data["content"])
+        if i >= size:
+            continue
+        if data.get("special") or _looks_special(text):
+            types[i] = TOKEN_CONTROL
+        else:
+            text = text.replace("\u2581", " ")  # pre-normalize user-defined spaces
+            types[i] = TOKEN_USER_DEFINED
+        scores[i], tokens[i] = -1000.0, text
+    return {
+        "tokenizer.ggml.model": "llama",
+        "tokenizer.ggml.pre": "default",
+        "tokenizer.ggml.tokens": tokens,
+        "tokenizer.ggml.scores": np.array(scores, dtype=np.float32),
+        "tokenizer.ggml.token_type": np.array(types, dtype=np.int32),
+    }
+
+
+def _bpe_vocab_kv(hf_dir: Path, n_vocab: int) -> Dict[str, Any]:
+    """tokenizer.json's byte-level BPE, with the pre-tokenizer auto-detection names."""
+    tok = _read_json(hf_dir / "tokenizer.json")
+    if tok is None:
+        raise ModelLoadError(f"{hf_dir}: neither tokenizer.model nor tokenizer.json")
     model = tok.get("model", {})
     if model.get("type") != "BPE":
         raise UnsupportedError(f"tokenizer.json model type {model.get('type')!r}: only BPE")
@@ -255,19 +385,87 @@ def _tokenizer_kv(hf_dir: Path, n_vocab: int) -> Dict[str, Any]:
     }
     pre, _how = detect_pre_tokenizer(kv)
     kv["tokenizer.ggml.pre"] = pre or "default"
-    cfg_path = hf_dir / "tokenizer_config.json"
-    cfg = json.loads(cfg_path.read_text(encoding="utf-8")) if cfg_path.exists() else {}
-    for key, field in (("bos_token", "bos_token_id"), ("eos_token", "eos_token_id"),
-                       ("pad_token", "padding_token_id"), ("unk_token", "unknown_token_id")):
-        value: Any = cfg.get(key)
-        if isinstance(value, dict):
-            value = value.get("content")
-        if isinstance(value, str) and value in vocab:
-            kv[f"tokenizer.ggml.{field}"] = vocab[value]
-    if "add_bos_token" in cfg:
-        kv["tokenizer.ggml.add_bos_token"] = bool(cfg["add_bos_token"])
-    if isinstance(cfg.get("chat_template"), str):
-        kv["tokenizer.chat_template"] = cfg["chat_template"]
+    return kv
+
+
+_SPECIAL_TYPES = ("bos", "eos", "unk", "sep", "pad", "cls", "mask")
+_SPECIAL_KEYS = {"bos": "bos_token_id", "eos": "eos_token_id", "unk": "unknown_token_id",
+                 "sep": "seperator_token_id", "pad": "padding_token_id", "mask": "mask_token_id"}
+_ADD_KEYS = ("bos", "eos", "sep")  # gguf-py has no add_{unk,pad,cls,mask}_token writer
+
+
+def _special_vocab_kv(hf_dir: Path, n_vocab: int) -> Dict[str, Any]:
+    """Special token ids, add_*_token and chat_template as gguf-py's SpecialVocab finds
+    them: tokenizer_config.json's `*_token` resolved against tokenizer.json's
+    added_tokens, then config.json's `*_token_id`; the first found wins. Of the
+    post_processor only ByteLevel (add_bos/add_eos default False) and a
+    TemplateProcessing whose single template starts / ends with bos / eos are read."""
+    tok = _read_json(hf_dir / "tokenizer.json")
+    cfg = _read_json(hf_dir / "tokenizer_config.json")
+    added = tok.get("added_tokens", []) if isinstance(tok, dict) else []
+    ids: Dict[str, int] = {}
+    add: Dict[str, bool] = {}
+
+    def put(typ: str, tid: Any) -> None:
+        if isinstance(tid, int) and not isinstance(tid, bool) and 0 <= tid < n_vocab:
+            ids.setdefault(typ, tid)
+
+    def content(entry: Any) -> Optional[str]:
+        if isinstance(entry, dict):
+            entry = entry.get("content")
+        return entry if isinstance(entry, str) else None
+
+    if isinstance(tok, dict) and isinstance(tok.get("post_processor"), dict):
+        post = tok["post_processor"]
+        for proc in post.get("processors", [post]):
+            if proc.get("type") == "ByteLevel":
+                add.setdefault("bos", False)
+                add.setdefault("eos", False)
+            elif proc.get("type") == "TemplateProcessing" and cfg:
+                single = proc.get("single", [])
+                if len(single) > 1:
+                    first = single[0].get("SpecialToken", {}).get("id")
+                    last = single[-1].get("SpecialToken", {}).get("id")
+                    if first:
+                        add["bos"] = first == content(cfg.get("bos_token"))
+                    if last:
+                        add["eos"] = last == content(cfg.get("eos_token"))
+    chat_template: Any = None
+    if cfg:
+        chat_template = cfg.get("chat_template")
+        if chat_template is None and (hf_dir / "chat_template.jinja").is_file():
+            chat_template = (hf_dir / "chat_template.jinja").read_text(encoding="utf-8")
+        elif chat_template is None and (hf_dir / "chat_template.json").is_file():
+            chat_template = (_read_json(hf_dir / "chat_template.json") or {}).get("chat_template")
+        for typ in _SPECIAL_TYPES:
+            flag = cfg.get(f"add_{typ}_token")
+            if isinstance(flag, bool):
+                add.setdefault(typ, flag)
+            text = content(cfg.get(f"{typ}_token"))
+            if text is not None:
+                put(typ, next((a.get("id") for a in added if a.get("content") == text), None))
+    model_cfg = _read_json(hf_dir / "config.json") or {}
+    for typ in _SPECIAL_TYPES:
+        put(typ, model_cfg.get(f"{typ}_token_id"))
+    kv: Dict[str, Any] = {}
+    for typ, tid in ids.items():
+        if typ in _SPECIAL_KEYS:
+            kv[f"tokenizer.ggml.{_SPECIAL_KEYS[typ]}"] = tid
+    for typ, flag in add.items():
+        if typ in _ADD_KEYS:
+            kv[f"tokenizer.ggml.add_{typ}_token"] = flag
+    if isinstance(chat_template, str):
+        kv["tokenizer.chat_template"] = chat_template
+    return kv
+
+
+def _tokenizer_kv(hf_dir: Path, n_vocab: int) -> Dict[str, Any]:
+    """All tokenizer.* keys: SentencePiece if tokenizer.model exists, else BPE."""
+    if (hf_dir / "tokenizer.model").is_file():
+        kv = _spm_vocab_kv(hf_dir, n_vocab)
+    else:
+        kv = _bpe_vocab_kv(hf_dir, n_vocab)
+    kv.update(_special_vocab_kv(hf_dir, len(kv["tokenizer.ggml.tokens"])))
     return kv
 
 
@@ -275,6 +473,7 @@ def _hparams_kv(cfg: Dict[str, Any], arch: str, outtype: int, name: str) -> Dict
     n_head = int(cfg["num_attention_heads"])
     return {
         "general.architecture": arch,
+        "general.type": "model",
         "general.name": name,
         "general.file_type": FILE_TYPES[outtype],
         f"{arch}.vocab_size": int(cfg["vocab_size"]),
@@ -287,6 +486,7 @@ def _hparams_kv(cfg: Dict[str, Any], arch: str, outtype: int, name: str) -> Dict
         f"{arch}.rope.dimension_count": int(cfg["hidden_size"]) // n_head,
         f"{arch}.rope.freq_base": float(cfg.get("rope_theta", 10000.0)),
         f"{arch}.attention.layer_norm_rms_epsilon": float(cfg.get("rms_norm_eps", 1e-6)),
+        "general.quantization_version": 2,  # GGML_QNT_VERSION
     }
 
 
@@ -305,6 +505,7 @@ def convert(hf_dir: Union[str, os.PathLike], out: Union[str, os.PathLike], *,
     kv = _hparams_kv(cfg, arch, qtype, str(cfg.get("_name_or_path") or src.name))
     kv.update(_tokenizer_kv(src, int(cfg["vocab_size"])))
     kv_types = {"tokenizer.ggml.token_type": KVType(9, KVType(5)),
+                "tokenizer.ggml.scores": KVType(9, KVType(6)),
                 "general.file_type": KVType(4)}
     tensors = _hf_tensors(src)
     write_gguf(dst, kv, kv_types, _weights(tensors, qtype))

@@ -11,14 +11,21 @@ as does a tensor already of its target type (llama.cpp would requantize it with
 --allow-requantize; copying is exact). Metadata is copied verbatim (unrepaired), with
 `general.file_type` set.
 A tensor whose ne0 is not a multiple of the target block size falls back as llama.cpp does:
-TQ1_0/TQ2_0 -> Q4_0, 32-weight types -> F16, and F16 when the fallback does not fit either;
+TQ1_0/TQ2_0/Q2_K/Q3_K -> Q4_0, Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, 32-weight
+types -> F16, and F16 when the fallback does not fit either;
 I2_S (no llama.cpp rule) falls back to F16. Each fallback is reported by name.
 
-Deliberate divergences from llama.cpp (no Q6_K/Q4_K quantizer here):
-- `output.weight` (and `token_embd.weight` when the output is tied to it): llama.cpp picks
-  Q6_K unless the target is Q8_0; we pick Q8_0 (more precise, 34 vs 26.25 bytes / 32 weights).
-- untied `token_embd.weight` with TQ1_0/TQ2_0: llama.cpp picks Q4_K; we pick Q8_0.
-- I2_S (bitnet.cpp's type): token embeddings and output stay F16, as in Microsoft's GGUFs.
+llama.cpp's type rules for the big tensors are followed: `output.weight` (and
+`token_embd.weight` when the output is tied to it) becomes Q6_K unless the target is Q8_0
+(Q8_0 when ne0 does not fit the target's block), an untied `token_embd.weight` becomes Q4_K
+for TQ1_0/TQ2_0. I2_S (bitnet.cpp's type) is the exception: token embeddings and output
+stay F16, as in Microsoft's GGUFs.
+
+The k-quant targets Q2_K..Q6_K quantize every eligible tensor to that type (as
+`llama-quantize --pure`), except for the output/token_embd rules above; llama.cpp's
+per-layer mixtures of its _S/_M file types (e.g. Q4_K_S giving attn_v Q5_K) are not
+reproduced. general.file_type is the llama_ftype of that base type: Q2_K 10, Q3_K_S 11,
+Q4_K_S 14, Q5_K_S 16, Q6_K 18 (Q5_K_S and Q6_K have no mixture rules: identical files).
 
 Ternary targets (TQ1_0, TQ2_0, I2_S) first ternarize a tensor as BitNet b1.58 does
 (scale = mean|W|, W' = scale * RoundClip(W / scale, -1, 1); `--no-ternarize` skips this
@@ -28,8 +35,8 @@ A tensor whose relative least-squares error after ternarization exceeds
 `NON_TERNARY_THRESHOLD` triggers a NonTernaryWarning: it was not ternary-trained and the
 model's quality will collapse.
 
-Left out: importance matrices, K-/IQ-quant targets, --pure, per-tensor overrides,
-multi-threading, split files.
+Left out: importance matrices, IQ-quant targets, llama.cpp's k-quant mixtures (_S/_M),
+per-tensor overrides, multi-threading, split files.
 """
 
 from __future__ import annotations
@@ -52,14 +59,17 @@ from bitnet.gguf.writer import header_bytes
 from bitnet.quants import dequantize, quantize
 
 F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, BF16, TQ1_0, TQ2_0 = 0, 1, 2, 3, 6, 7, 8, 30, 34, 35
+Q2_K, Q3_K, Q4_K, Q5_K, Q6_K = 10, 11, 12, 13, 14
 
 TARGET_TYPES: Tuple[str, ...] = (
-    "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "TQ1_0", "TQ2_0", "I2_S")
+    "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K",
+    "Q6_K", "TQ1_0", "TQ2_0", "I2_S")
 TERNARY_TYPES = frozenset({TQ1_0, TQ2_0, I2_S})
 
 # general.file_type (llama_ftype) per target type; I2_S = 40 as bitnet.cpp's files say
 FILE_TYPES: Dict[int, int] = {
     F32: 0, F16: 1, Q4_0: 2, Q4_1: 3, Q8_0: 7, Q5_0: 8, Q5_1: 9, BF16: 32,
+    Q2_K: 10, Q3_K: 11, Q4_K: 14, Q5_K: 16, Q6_K: 18,  # the _S ftype of each base type
     TQ1_0: 36, TQ2_0: 37, I2_S: 40,
 }
 
@@ -124,13 +134,18 @@ def allows_quantization(name: str, shape: Sequence[int]) -> bool:
     return not any(part in name for part in _NEVER_QUANTIZED)
 
 
+_K_FALLBACK = {Q4_K: Q5_0, Q5_K: Q5_1, Q6_K: Q8_0}
+
+
 def _fallback(name: str, ne0: int, target: int) -> Tuple[int, str]:
     """tensor_type_fallback: a type whose block size divides ne0, and the reason."""
     blck = GGML_TYPES[target].block_size
     if ne0 % blck == 0:
         return target, ""
-    if target in (TQ1_0, TQ2_0):
+    if target in (TQ1_0, TQ2_0, Q2_K, Q3_K):
         out = Q4_0
+    elif target in _K_FALLBACK:
+        out = _K_FALLBACK[target]
     elif target == I2_S:
         out = F16  # bitnet.cpp has no fallback for I2_S; F16 keeps the weights exact
     else:
@@ -160,18 +175,16 @@ def choose_type(name: str, shape: Sequence[int], src_type: int, target: int, *, 
             return output_type, ""
         if target == I2_S:
             return F16, "output / tied embeddings stay F16 for I2_S (bitnet.cpp)"
-        if target != Q8_0:
-            ne0 = shape[0]
-            if ne0 % 32 != 0:
-                return F16, f"ne0={ne0} not divisible by 32 -> F16"
-            return Q8_0, "output: llama.cpp picks Q6_K (no Q6_K quantizer here) -> Q8_0"
-        target_for = target
+        if shape[0] % GGML_TYPES[target].block_size != 0:
+            target_for = Q8_0  # llama.cpp: ne0 does not fit the target's block
+        elif target != Q8_0:
+            target_for = Q6_K
+        else:
+            target_for = target
     elif is_embd:
         if target == I2_S:
             return F16, "token embeddings stay F16 for I2_S (bitnet.cpp)"
-        if target in (TQ1_0, TQ2_0):
-            return Q8_0, "token_embd: llama.cpp picks Q4_K (no Q4_K quantizer here) -> Q8_0"
-        target_for = target
+        target_for = Q4_K if target in (TQ1_0, TQ2_0) else target
     else:
         target_for = target
     return _fallback(name, shape[0], target_for)

@@ -56,5 +56,15 @@ if ! command -v chromium-headless-shell >/dev/null 2>&1 || ! command -v qemu-aar
   fi
 fi
 
+# torch for llama.cpp's convert_hf_to_gguf.py (the oracle of `bitnet convert` in
+# tests/test_quantize_convert.py), CPU build only. "2.13.0+cpu" is a local version that PyPI
+# never serves, so where no such wheel lies on disk (find-links) this step fails and nothing
+# is downloaded -- a plain `torch` would pull a multi-GB CUDA build. Without torch those
+# tests skip.
+if ! "$VPY" -c "import torch" >/dev/null 2>&1; then
+  "$VPY" -m pip install --quiet --only-binary :all: "torch==2.13.0+cpu" \
+    || echo "note: no CPU wheel of torch 2.13.0 on this machine; the convert_hf_to_gguf.py comparison will be skipped"
+fi
+
 "$VPY" -m pip install --quiet -e ".[all]"
 .venv/bin/bitnet-compat fetch

@@ -1,12 +1,16 @@
 """bitnet.quantize (GGUF -> GGUF) against llama.cpp's llama_model_quantize, and bitnet.convert
-(Hugging Face BitNet checkpoints -> GGUF) against GGUFs written directly from the same
-ternary weights. Every model here is tiny (width 256, 1-2 layers): the file runs in seconds.
+(Hugging Face BitNet checkpoints -> GGUF) against llama.cpp's own convert_hf_to_gguf.py (pinned
+from the llama-cpp-python sdist by `bitnet-compat fetch`) and against GGUFs written directly
+from the same ternary weights. Every model here is tiny (width 256, 1-2 layers).
 """
 
 from __future__ import annotations
 
 import ctypes
 import json
+import os
+import subprocess
+import sys
 import tracemalloc
 import warnings
 from pathlib import Path
@@ -22,6 +26,7 @@ from bitnet.convert import main as convert_main
 from bitnet.errors import BitNetError
 from bitnet.gguf import load
 from bitnet.gguf.writer import write_gguf
+from bitnet.harness.corpora import corpus_path
 from bitnet.model import Context, Model
 from bitnet.quantize import NON_TERNARY_THRESHOLD, NonTernaryWarning, quantize_file, ternarize
 from bitnet.quantize import main as quantize_main
@@ -80,27 +85,25 @@ def _llama_file(path: Path, dtype: Any = np.float32, ternary: bool = False,
     return path
 
 
-def _llama_cpp_quantize(src: Path, dst: Path, ftype: int) -> None:
+def _llama_cpp_quantize(src: Path, dst: Path, ftype: int, pure: bool = False,
+                        output_type: int = -1) -> None:
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = ftype
+    params.nthread = 1
+    params.pure = pure
+    if output_type >= 0:
+        params.output_tensor_type = output_type
     rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(),
                                         ctypes.byref(params))
     assert rc == 0, f"llama_model_quantize({src}, ftype={ftype}) returned {rc}"
 
 
 FTYPES = {"Q8_0": 7, "Q4_0": 2, "Q4_1": 3, "Q5_0": 8, "Q5_1": 9, "TQ1_0": 36, "TQ2_0": 37,
-          "F16": 1, "BF16": 32}
-
-
-def _expected_type_divergences(qtype: str) -> Dict[str, Tuple[int, int]]:
-    """Tensors where llama.cpp deliberately picks a type we cannot quantize:
-    name -> (llama.cpp's type, ours). See the bitnet.quantize docstring."""
-    out: Dict[str, Tuple[int, int]] = {}
-    if qtype not in ("Q8_0", "F16", "BF16"):
-        out["output.weight"] = (Q6_K, Q8_0)
-    if qtype in ("TQ1_0", "TQ2_0"):
-        out["token_embd.weight"] = (Q4_K, Q8_0)
-    return out
+          "F16": 1, "BF16": 32, "Q5_K": 16, "Q6_K": 18}
+# k-quant ftypes whose llama.cpp mixture differs from a uniform file (Q4_K_S gives attn_v
+# Q5_K, Q2_K/Q3_K_S promote attn_v/ffn_down...): compared with llama.cpp's --pure, output
+# pinned to the Q6_K its default rule picks (our --type Q4_K = pure + that rule)
+PURE_FTYPES = {"Q2_K": 10, "Q3_K": 11, "Q4_K": 14}
 
 
 @pytest.fixture(scope="module")
@@ -114,43 +117,52 @@ def f16_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _compare_with_llama_cpp(src: Path, tmp_path: Path, qtype: str, **kw: Any) -> None:
+    """Every tensor of llama_model_quantize's file: same type (llama.cpp's type rules),
+    shape and bytes; metadata copied verbatim."""
     ours, theirs = tmp_path / "ours.gguf", tmp_path / "llama_cpp.gguf"
-    _llama_cpp_quantize(src, theirs, FTYPES[qtype])
+    if qtype in PURE_FTYPES:
+        _llama_cpp_quantize(src, theirs, PURE_FTYPES[qtype], pure=True, output_type=Q6_K)
+    else:
+        _llama_cpp_quantize(src, theirs, FTYPES[qtype])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NonTernaryWarning)
         report = quantize_file(src, ours, qtype, **kw)
     a, b = load(theirs), load(ours)
     assert list(a.tensors) == list(b.tensors) or set(a.tensors) == set(b.tensors)
-    assert b.kv["general.file_type"] == a.kv["general.file_type"] == FTYPES[qtype]
+    assert b.kv["general.file_type"] == a.kv["general.file_type"] == \
+        {**FTYPES, **PURE_FTYPES}[qtype]
     src_kv = load(src).raw_kv  # metadata copied verbatim, only general.file_type changes
     assert {k: v for k, v in b.raw_kv.items() if k != "general.file_type"} == \
         {k: v for k, v in src_kv.items() if k != "general.file_type"}
-    type_diffs = {}
     for name, t in a.tensors.items():
         u = b.tensors[name]
-        assert u.shape == t.shape
-        if u.type_id != t.type_id:
-            type_diffs[name] = (t.type_id, u.type_id)
-            continue
+        assert (u.shape, u.type_id) == (t.shape, t.type_id), name
         x, y = a.tensor_bytes(name), b.tensor_bytes(name)
         if not np.array_equal(x, y):
             first = int(np.flatnonzero(x != y)[0])
             pytest.fail(f"{qtype} {name} ({t.type_id}): first differing byte {first}")
-    assert type_diffs == _expected_type_divergences(qtype)
-    # the ne0 fallback is llama.cpp's: TQ types on ffn_down (ne0 = 320) -> Q4_0
+    # llama.cpp's rules for the big tensors (no exception: K-quants are quantized here)
+    if qtype not in ("Q8_0", "F16", "BF16"):
+        assert b.tensors["output.weight"].type_id == Q6_K
+    if qtype in ("TQ1_0", "TQ2_0"):
+        assert b.tensors["token_embd.weight"].type_id == Q4_K
+    # the ne0 fallback is llama.cpp's: 256-weight types on ffn_down (ne0 = 320) -> a
+    # 32-weight type (the bytes above already matched llama.cpp's choice)
     notes = {p.name: p.note for p in report.fallbacks}
-    if qtype in ("TQ1_0", "TQ2_0") and a.tensors["blk.0.ffn_down.weight"].shape[0] % 256:
+    fallback = {"TQ1_0": Q4_0, "TQ2_0": Q4_0, "Q2_K": Q4_0, "Q3_K": Q4_0, "Q4_K": 6,
+                "Q5_K": 7, "Q6_K": Q8_0}
+    if qtype in fallback and a.tensors["blk.0.ffn_down.weight"].shape[0] % 256:
         assert "not divisible by 256" in notes["blk.0.ffn_down.weight"]
-        assert b.tensors["blk.0.ffn_down.weight"].type_id == Q4_0
+        assert b.tensors["blk.0.ffn_down.weight"].type_id == fallback[qtype]
 
 
-@pytest.mark.parametrize("qtype", list(FTYPES))
+@pytest.mark.parametrize("qtype", list(FTYPES) + list(PURE_FTYPES))
 def test_quantize_matches_llama_cpp_f32(f32_file: Path, tmp_path: Path, qtype: str) -> None:
     # --no-ternarize: llama.cpp's TQ quantizers take the raw weights (per-block max scale)
     _compare_with_llama_cpp(f32_file, tmp_path, qtype, bitnet_ternarize=False)
 
 
-@pytest.mark.parametrize("qtype", ["Q8_0", "Q4_1", "Q5_0", "TQ1_0"])
+@pytest.mark.parametrize("qtype", ["Q8_0", "Q4_1", "Q5_0", "TQ1_0", "Q6_K", "Q4_K"])
 def test_quantize_matches_llama_cpp_f16(f16_file: Path, tmp_path: Path, qtype: str) -> None:
     _compare_with_llama_cpp(f16_file, tmp_path, qtype, bitnet_ternarize=False)
 
@@ -391,8 +403,9 @@ def _hf_checkpoint(d: Path, layout: str) -> Tuple[Dict[str, np.ndarray], Dict[st
                 w = _bf16(0.02 * rng.standard_normal(shape))
                 hf[p + hf_name + ".weight"] = w
                 bf16.append(p + hf_name + ".weight")
-                m = np.float32(np.abs(w).mean(dtype=np.float64))
-                expected[f"blk.{i}.{g_name}.weight"] = np.clip(np.round(w / m), -1, 1) * m
+                # 1bitLLM's weight_quant: s = 1 / mean|W|; RoundClip(W * s, -1, 1) / s
+                s = np.float32(1) / np.float32(np.abs(w).mean(dtype=np.float64))
+                expected[f"blk.{i}.{g_name}.weight"] = np.clip(np.round(w * s), -1, 1) / s
     norm("model.norm.weight", "output_norm.weight", HIDDEN)
     write_safetensors(d / "model.safetensors", hf, bf16=tuple(bf16))
     return expected, vocab
@@ -504,7 +517,7 @@ def test_convert_hf_checkpoint(tmp_path: Path, layout: str, outtype: str) -> Non
 
 
 @pytest.mark.llamacpp
-@pytest.mark.parametrize("qtype", ["Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1"])
+@pytest.mark.parametrize("qtype", ["Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q6_K"])
 def test_quantized_file_runs_in_llama_cpp_like_here(tmp_path: Path, qtype: str) -> None:
     """A file quantized by `bitnet quantize` loads in llama.cpp, and llama.cpp's logits and
     this engine's on it agree within the reference engine's whole-model bound."""
@@ -527,3 +540,198 @@ def test_quantized_file_runs_in_llama_cpp_like_here(tmp_path: Path, qtype: str) 
     # activations here vs llama.cpp's Q8_0/Q8_1 activations); test-backend-ops' whole-graph
     # bound 2e-3 is the assertion
     assert nmse < 2e-3, f"{qtype}: NMSE {nmse:.2e}"
+
+
+# ---------------------------------------------------------------------------------------
+# convert vs llama.cpp's own convert_hf_to_gguf.py (SentencePiece BitnetForCausalLM)
+# ---------------------------------------------------------------------------------------
+
+CONVERT_SCRIPT = "llamacpp-convert/convert_hf_to_gguf.py"  # pinned in corpora_manifest.json
+SPM_VOCAB, SPM_N_VOCAB = 320, 322  # config vocab_size > tokenizer: padded with [PADi]
+
+
+def _spm_corpus() -> List[str]:
+    """The Zen of Python (stdlib, fixed text) as the tokenizer's training corpus."""
+    import codecs
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):  # importing `this` prints it
+        import this
+    return codecs.decode(this.s, "rot13").splitlines()
+
+
+def _train_spm() -> bytes:
+    """A real, tiny llama-style SentencePiece model (BPE, byte fallback, <unk>/<s>/</s> at
+    0/1/2) trained by sentencepiece itself; single-threaded training is deterministic."""
+    import io
+
+    spm = pytest.importorskip("sentencepiece")
+    buf = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(_spm_corpus()), model_writer=buf, model_type="bpe",
+        vocab_size=SPM_VOCAB, byte_fallback=True, character_coverage=1.0, num_threads=1,
+        add_dummy_prefix=True, remove_extra_whitespaces=False,
+        normalization_rule_name="identity", unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
+        minloglevel=2)
+    return buf.getvalue()
+
+
+def _spm_bitnet_checkpoint(d: Path) -> Path:
+    """1bitLLM/bitnet_b1_58-* in miniature: BitnetForCausalLM, silu, BF16 latent weights,
+    tokenizer.model + tokenizer_config.json (added_tokens_decoder for the 3 specials)."""
+    d.mkdir()
+    (d / "tokenizer.model").write_bytes(_train_spm())
+    cfg = {"architectures": ["BitnetForCausalLM"], "hidden_act": "silu", "hidden_size": HIDDEN,
+           "intermediate_size": INTER, "num_attention_heads": HEADS,
+           "num_key_value_heads": KV_HEADS, "num_hidden_layers": LAYERS,
+           "vocab_size": SPM_N_VOCAB, "max_position_embeddings": 128, "rms_norm_eps": 1e-5,
+           "rope_theta": 10000.0, "bos_token_id": 1, "eos_token_id": 2,
+           "torch_dtype": "bfloat16"}
+    (d / "config.json").write_text(json.dumps(cfg), encoding="utf-8")
+    (d / "tokenizer_config.json").write_text(json.dumps(
+        {"add_bos_token": True, "add_eos_token": False, "bos_token": "<s>", "eos_token": "</s>",
+         "unk_token": "<unk>", "added_tokens_decoder": {
+             str(i): {"content": c, "special": True}
+             for i, c in enumerate(["<unk>", "<s>", "</s>"])}}), encoding="utf-8")
+    rng = np.random.default_rng(3)
+    hf: Dict[str, np.ndarray] = {"model.embed_tokens.weight":
+                                 _bf16(rng.standard_normal((SPM_N_VOCAB, HIDDEN)))}
+    hd = HIDDEN // HEADS
+    for i in range(LAYERS):
+        p = f"model.layers.{i}."
+        for name, n in [("input_layernorm", HIDDEN), ("post_attention_layernorm", HIDDEN),
+                        ("self_attn.inner_attn_ln", HIDDEN), ("mlp.ffn_layernorm", INTER)]:
+            hf[p + name + ".weight"] = _bf16(1 + 0.1 * rng.standard_normal(n))
+        for name, shape in [("self_attn.q_proj", (HIDDEN, HIDDEN)),
+                            ("self_attn.k_proj", (KV_HEADS * hd, HIDDEN)),
+                            ("self_attn.v_proj", (KV_HEADS * hd, HIDDEN)),
+                            ("self_attn.o_proj", (HIDDEN, HIDDEN)),
+                            ("mlp.gate_proj", (INTER, HIDDEN)), ("mlp.up_proj", (INTER, HIDDEN)),
+                            ("mlp.down_proj", (HIDDEN, INTER))]:
+            hf[p + name + ".weight"] = _bf16(0.02 * rng.standard_normal(shape))
+    hf["model.norm.weight"] = _bf16(1 + 0.1 * rng.standard_normal(HIDDEN))
+    write_safetensors(d / "model.safetensors", hf, bf16=tuple(hf))
+    return d
+
+
+def _llama_cpp_convert(hf_dir: Path, out: Path, outtype: str) -> None:
+    """llama.cpp's convert_hf_to_gguf.py (with its own gguf-py) in a subprocess."""
+    for module in ("torch", "transformers", "sentencepiece"):
+        pytest.importorskip(module, reason="convert_hf_to_gguf.py needs it (scripts/setup.sh)")
+    script = corpus_path(CONVERT_SCRIPT)
+    env = dict(os.environ, PYTHONPATH=str(script.parent / "gguf-py"), HF_HUB_OFFLINE="1",
+               TRANSFORMERS_OFFLINE="1")  # a local directory: never ask the Hub
+    result = subprocess.run([sys.executable, str(script), str(hf_dir), "--outfile", str(out),
+                             "--outtype", outtype], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def spm_conversions(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Tuple[Path, Path]]:
+    """outtype -> (llama.cpp's GGUF, ours) for one SentencePiece BitnetForCausalLM."""
+    root = tmp_path_factory.mktemp("spm")
+    hf = _spm_bitnet_checkpoint(root / "bitnet_b1_58-tiny")
+    out = {}
+    for outtype in ("tq2_0", "tq1_0", "f16"):
+        theirs, ours = root / f"llama-{outtype}.gguf", root / f"ours-{outtype}.gguf"
+        _llama_cpp_convert(hf, theirs, outtype)
+        assert convert_main([str(hf), str(ours), "--outtype", outtype]) == 0
+        out[outtype] = (theirs, ours)
+    return out
+
+
+# keys one converter writes and the other does not (see the bitnet.convert docstring)
+ONLY_LLAMA_CPP_KEYS = {"general.size_label", "bitnet.rope.scaling.type",
+                       "bitnet.rope.scaling.factor"}
+ONLY_OURS_KEYS = {"bitnet.vocab_size", "bitnet.rope.dimension_count"}
+
+
+@pytest.mark.llamacpp
+@pytest.mark.parametrize("outtype", ["tq2_0", "tq1_0", "f16"])
+def test_convert_equals_llama_cpp_convert_hf_to_gguf(
+        spm_conversions: Dict[str, Tuple[Path, Path]], outtype: str) -> None:
+    theirs_path, ours_path = spm_conversions[outtype]
+    theirs, ours = load(theirs_path), load(ours_path)
+    # tensors: same names, types, shapes and bytes. The ternary matrices go through the
+    # same float32 weight_quant (iscale = 1/mean|W|; round(W*iscale).clamp(-1,1)/iscale);
+    # mean|W| is summed in a different order (torch float32 vs float64 here), which can move
+    # the float32 scale by 1 ulp, but TQ/F16 store it rounded to fp16 (measured: 107 of
+    # 300 random BF16 tensors had a 1-ulp float32 difference, 0 after fp16 rounding).
+    assert set(ours.tensors) == set(theirs.tensors)
+    for name, t in theirs.tensors.items():
+        u = ours.tensors[name]
+        assert (u.type_id, u.shape) == (t.type_id, t.shape), name
+        assert np.array_equal(ours.tensor_bytes(name), theirs.tensor_bytes(name)), name
+    want = {"tq2_0": TQ2_0, "tq1_0": 34, "f16": F16}[outtype]
+    assert ours.tensors["blk.0.ffn_up.weight"].type_id == want
+    assert ours.tensors["token_embd.weight"].type_id == F16
+    # metadata: every key both write is equal in type and value, except general.name
+    # (llama.cpp's gguf.Metadata derives a display name from the directory name with its
+    # own heuristics: "Bitnet_B1_58 Tiny" for "bitnet_b1_58-tiny"; we keep the name)
+    a, b = theirs.raw_kv, ours.raw_kv
+    assert set(a) - set(b) == ONLY_LLAMA_CPP_KEYS
+    assert set(b) - set(a) == ONLY_OURS_KEYS
+    for key in sorted(set(a) & set(b)):
+        if key == "general.name":
+            assert b[key] == "bitnet_b1_58-tiny"
+            continue
+        assert theirs.kv_types[key] == ours.kv_types[key], key
+        assert np.array_equal(np.asarray(a[key]), np.asarray(b[key])), key
+    assert b["tokenizer.ggml.tokens"][SPM_VOCAB:] == ["[PAD320]", "[PAD321]"]
+    # the extra keys are llama.cpp's own defaults: no-op linear rope scaling, vocab size =
+    # token count, rope dims = head size
+    assert a["bitnet.rope.scaling.factor"] == 1.0
+    assert b["bitnet.vocab_size"] == len(b["tokenizer.ggml.tokens"])
+    assert b["bitnet.rope.dimension_count"] == HIDDEN // HEADS
+
+
+@pytest.mark.llamacpp
+def test_converted_spm_bitnet_generates_like_llama_cpp(
+        spm_conversions: Dict[str, Tuple[Path, Path]]) -> None:
+    """The converted file generates: greedy decoding by llama.cpp and by this engine on it
+    give the same tokens, and llama.cpp's logits on it equal those on llama.cpp's own file."""
+    spm = pytest.importorskip("sentencepiece")
+    theirs_path, ours_path = spm_conversions["tq2_0"]
+    prompt = b"Beautiful is better than ugly."
+    sp = spm.SentencePieceProcessor(model_proto=_train_spm())
+    ids = [1] + sp.encode(prompt.decode())
+    tok = load_tokenizer(ours_path)
+    assert tok.tokenize(prompt, add_special=True, parse_special=False) == ids
+
+    def llama_cpp_greedy(path: Path, n: int) -> Tuple[List[int], np.ndarray]:
+        llm = llama_cpp.Llama(model_path=str(path), n_ctx=64, logits_all=True, verbose=False,
+                              n_threads=1)
+        try:
+            assert llm.tokenize(prompt, add_bos=True) == ids
+            llm.eval(ids)
+            first = np.array(llm.scores[: len(ids)], dtype=np.float32)
+            out: List[int] = []
+            for _ in range(n):
+                out.append(int(np.argmax(llm.scores[llm.n_tokens - 1])))
+                llm.eval([out[-1]])
+            return out, first
+        finally:
+            llm.close()
+
+    n_gen = 8
+    gen_ours_file, logits_ours_file = llama_cpp_greedy(ours_path, n_gen)
+    gen_their_file, logits_their_file = llama_cpp_greedy(theirs_path, n_gen)
+    assert np.array_equal(logits_ours_file, logits_their_file)  # identical tensors
+    assert gen_ours_file == gen_their_file
+
+    ctx = Context(Model.load(ours_path), n_ctx=64)
+    logits = ctx.eval(ids)
+    mine: List[int] = []
+    for _ in range(n_gen):
+        mine.append(int(np.argmax(logits[-1])))
+        logits = ctx.eval([mine[-1]])
+    prompt_logits = ctx.eval(ids, n_past=0)
+    nmse = float(((logits_ours_file - prompt_logits) ** 2).sum() / (logits_ours_file**2).sum())
+    print(f"convert spm/tq2_0: generated {mine}, llama.cpp {gen_ours_file}, NMSE {nmse:.2e}, "
+          f"next-token argmax over the prompt {prompt_logits.argmax(-1).tolist()}")
+    assert mine == gen_ours_file
+    # teacher-forced next-token choices at every prompt position agree too
+    assert np.array_equal(prompt_logits.argmax(-1), logits_ours_file.argmax(-1))
+    # test-backend-ops' whole-graph tolerance (as in test_convert_hf_checkpoint)
+    assert nmse < 2e-3

@@ -273,7 +273,7 @@ def _case_params(types: List[int]) -> List[object]:
 def test_supported_sets_cover_the_brief() -> None:
     wanted = "F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6_K TQ1_0 TQ2_0 I2_S"
     assert {T[n] for n in wanted.split()} <= quants.SUPPORTED_DEQUANT
-    wanted_q = "F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 TQ1_0 TQ2_0 I2_S"
+    wanted_q = "F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6_K TQ1_0 TQ2_0 I2_S"
     assert {T[n] for n in wanted_q.split()} <= quants.SUPPORTED_QUANT
     # gguf-py is an oracle for at least these
     assert {T[n] for n in "Q8_0 TQ1_0 TQ2_0 BF16 Q4_0".split()} <= set(QUANT_VS_GGUF)
@@ -520,6 +520,60 @@ def test_property_quantize_then_dequantize_error_bound(data: st.DataObject, type
     # measured: worst error / bound = 0.983 (Q5_1) .. 0.996 (Q5_0) over 12800 random blocks
     # per type at magnitudes 1e-6..1e2; the bound is tight and never exceeded
     assert worst <= 1.0, worst
+
+
+# ---------------------------------------------------------------------------------------
+# k-quant quantizers (scale searches): many blocks against the C, and their quality order
+# ---------------------------------------------------------------------------------------
+
+K_QUANTS = ["Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"]
+
+
+def _k_quant_inputs() -> Dict[str, np.ndarray]:
+    """Weight-like (rows, 256k) inputs with many blocks each: the searches in
+    make_qkx2_quants / make_qx_quants / make_q3_quants take different branches on
+    Gaussian, heavy-tailed, one-signed, sparse and per-row-rescaled data."""
+    rng = np.random.default_rng(21)
+    g = rng.standard_normal((64, 1024)).astype(np.float32)
+    sparse = np.where(rng.random((16, 1024)) < 0.9, 0, g[:16]).astype(np.float32)
+    return {
+        "gaussian": g * np.float32(0.02),
+        "student-t3": rng.standard_t(3, (64, 1024)).astype(np.float32),
+        "one-signed": np.abs(g[:16]) + np.float32(0.5),
+        "sparse": sparse,
+        "row-scales": (g * 10.0 ** rng.integers(-8, 8, size=(64, 1))).astype(np.float32),
+    }
+
+
+@pytest.mark.llamacpp
+@pytest.mark.parametrize("name", K_QUANTS)
+def test_k_quant_many_blocks_match_c(ggml_c: GgmlC, name: str) -> None:
+    """Every block identical to quantize_row_*_K_ref (the quantizer llama_model_quantize
+    runs without an imatrix); 6656 blocks per type. libggml-base is built for baseline
+    x86-64 (SSE, no FMA contraction: its disassembly has no vfmadd), so its float32
+    arithmetic is mirrored exactly and no block may differ."""
+    type_id = T[name]
+    for case, x in _k_quant_inputs().items():
+        assert_same_bytes(quants.quantize(x, type_id), ggml_c.quantize(x, type_id), type_id,
+                          f"{name}/{case} vs C")
+
+
+def test_k_quant_error_ordering() -> None:
+    """More bits, less error: relative RMS round-trip error on N(0, 1) weights falls from
+    Q2_K to Q6_K, and Q4_K beats Q4_0 (its scale search pays off)."""
+    x = np.random.default_rng(4).standard_normal((64, 1024)).astype(np.float32)
+
+    def rel_rmse(name: str) -> float:
+        y = quants.dequantize(quants.quantize(x, T[name]), T[name], x.shape)
+        return float(np.sqrt(np.mean((y - x) ** 2) / np.mean(x**2)))
+
+    err = {n: rel_rmse(n) for n in K_QUANTS + ["Q4_0", "Q8_0"]}
+    print("relative RMS error:", {k: round(v, 4) for k, v in err.items()})
+    # measured: Q2_K 0.295, Q3_K 0.150, Q4_K 0.071, Q5_K 0.036, Q6_K 0.0177, Q4_0 0.086,
+    # Q8_0 0.0053; the absolute bounds leave ~20% over those
+    assert err["Q2_K"] > err["Q3_K"] > err["Q4_K"] > err["Q5_K"] > err["Q6_K"] > err["Q8_0"]
+    assert err["Q4_K"] < err["Q4_0"]
+    assert err["Q6_K"] < 0.022 and err["Q4_K"] < 0.085 and err["Q2_K"] < 0.35
 
 
 # ---------------------------------------------------------------------------------------
@@ -813,9 +867,9 @@ def test_unsupported_dequant_names_the_type(type_id: int, needle: str) -> None:
 
 
 def test_unsupported_quant_names_the_supported_ones() -> None:
-    with pytest.raises(UnsupportedError, match=r"quantization of Q4_K \(type 12\)") as err:
-        quants.quantize(np.zeros(256, np.float32), T["Q4_K"])
-    for name in "Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 TQ1_0 TQ2_0 I2_S".split():
+    with pytest.raises(UnsupportedError, match=r"quantization of IQ2_XXS \(type 16\)") as err:
+        quants.quantize(np.zeros(256, np.float32), T["IQ2_XXS"])
+    for name in "Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q4_K Q6_K TQ1_0 TQ2_0 I2_S".split():
         assert name in str(err.value)
 
 
