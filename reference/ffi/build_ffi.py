@@ -46,6 +46,25 @@ typedef struct llama_batch {
     int32_t n_tokens; llama_token *token; float *embd; llama_pos *pos; int32_t *n_seq_id;
     llama_seq_id **seq_id; int8_t *logits;
 } llama_batch;
+typedef struct llama_token_data { llama_token id; float logit; float p; } llama_token_data;
+typedef struct llama_token_data_array {
+    llama_token_data *data; size_t size; int64_t selected; bool sorted;
+} llama_token_data_array;
+typedef struct llama_memory_i *llama_memory_t;
+enum llama_ftype { LLAMA_FTYPE_ALL_F32, ... };
+enum ggml_type { GGML_TYPE_F32, GGML_TYPE_COUNT, ... };
+struct llama_model_imatrix_data;
+struct llama_model_kv_override;
+struct llama_model_tensor_override;
+typedef struct llama_model_quantize_params {
+    int32_t nthread; enum llama_ftype ftype; enum ggml_type output_tensor_type;
+    enum ggml_type token_embedding_type; bool allow_requantize; bool quantize_output_tensor;
+    bool only_copy; bool pure; bool keep_split; bool dry_run;
+    const struct llama_model_imatrix_data *imatrix;
+    const struct llama_model_kv_override *kv_overrides;
+    const struct llama_model_tensor_override *tt_overrides;
+    const int32_t *prune_layers; size_t max_buf_size;
+} llama_model_quantize_params;
 """
 
 # Functions implemented in Python (bitnet.ffi.capi); names starting with bitnet__ are internal
@@ -87,18 +106,79 @@ int32_t bitnet_vocab_token_to_piece(const struct llama_vocab *vocab, llama_token
                                     int32_t length, int32_t lstrip, bool special);
 int32_t bitnet__decode(struct llama_context *ctx, const llama_batch *batch);
 float *llama_get_logits_ith(struct llama_context *ctx, int32_t i);
+float *llama_get_embeddings(struct llama_context *ctx);
+float *llama_get_embeddings_ith(struct llama_context *ctx, int32_t i);
+int32_t llama_detokenize(const struct llama_model *model, const llama_token *tokens,
+                         int32_t n_tokens, char *text, int32_t text_len_max, bool remove_special,
+                         bool unparse_special);
+int32_t bitnet_vocab_detokenize(const struct llama_vocab *vocab, const llama_token *tokens,
+                                int32_t n_tokens, char *text, int32_t text_len_max,
+                                bool remove_special, bool unparse_special);
+int32_t llama_model_n_ctx_train(const struct llama_model *model);
+int32_t llama_model_n_embd(const struct llama_model *model);
+int32_t llama_model_meta_val_str(const struct llama_model *model, const char *key, char *buf,
+                                 size_t buf_size);
+llama_memory_t llama_get_memory(const struct llama_context *ctx);
+void llama_memory_clear(llama_memory_t mem, bool data);
+bool llama_memory_seq_rm(llama_memory_t mem, llama_seq_id seq_id, llama_pos p0, llama_pos p1);
+llama_pos llama_memory_seq_pos_min(llama_memory_t mem, llama_seq_id seq_id);
+llama_pos llama_memory_seq_pos_max(llama_memory_t mem, llama_seq_id seq_id);
+void llama_kv_cache_clear(struct llama_context *ctx);
+bool llama_kv_cache_seq_rm(struct llama_context *ctx, llama_seq_id seq_id, llama_pos p0,
+                           llama_pos p1);
+llama_pos llama_kv_cache_seq_pos_max(struct llama_context *ctx, llama_seq_id seq_id);
 struct llama_sampler *bitnet__sampler_chain_init(void);
 void llama_sampler_chain_add(struct llama_sampler *chain, struct llama_sampler *smpl);
+int32_t llama_sampler_chain_n(const struct llama_sampler *chain);
+struct llama_sampler *llama_sampler_chain_get(struct llama_sampler *chain, int32_t i);
 struct llama_sampler *llama_sampler_init_greedy(void);
+struct llama_sampler *llama_sampler_init_dist(uint32_t seed);
+struct llama_sampler *llama_sampler_init_top_k(int32_t k);
+struct llama_sampler *llama_sampler_init_top_p(float p, size_t min_keep);
+struct llama_sampler *llama_sampler_init_min_p(float p, size_t min_keep);
+struct llama_sampler *llama_sampler_init_typical(float p, size_t min_keep);
+struct llama_sampler *llama_sampler_init_temp(float t);
+struct llama_sampler *llama_sampler_init_temp_ext(float t, float delta, float exponent);
+struct llama_sampler *llama_sampler_init_penalties(int32_t n_vocab, int32_t penalty_last_n,
+                                                   float penalty_repeat, float penalty_freq,
+                                                   float penalty_present);
+void llama_sampler_apply(struct llama_sampler *smpl, llama_token_data_array *cur_p);
+void llama_sampler_accept(struct llama_sampler *smpl, llama_token token);
+void llama_sampler_reset(struct llama_sampler *smpl);
+uint32_t llama_sampler_get_seed(const struct llama_sampler *smpl);
 llama_token llama_sampler_sample(struct llama_sampler *smpl, struct llama_context *ctx,
                                  int32_t idx);
 void llama_sampler_free(struct llama_sampler *smpl);
+void llama_set_rng_seed(struct llama_context *ctx, uint32_t seed);
+void llama_sample_softmax(struct llama_context *ctx, llama_token_data_array *candidates);
+void llama_sample_top_k(struct llama_context *ctx, llama_token_data_array *candidates, int32_t k,
+                        size_t min_keep);
+void llama_sample_top_p(struct llama_context *ctx, llama_token_data_array *candidates, float p,
+                        size_t min_keep);
+void llama_sample_min_p(struct llama_context *ctx, llama_token_data_array *candidates, float p,
+                        size_t min_keep);
+void llama_sample_typical(struct llama_context *ctx, llama_token_data_array *candidates, float p,
+                          size_t min_keep);
+void llama_sample_temp(struct llama_context *ctx, llama_token_data_array *candidates, float temp);
+void llama_sample_repetition_penalties(struct llama_context *ctx,
+                                       llama_token_data_array *candidates,
+                                       const llama_token *last_tokens, size_t penalty_last_n,
+                                       float penalty_repeat, float penalty_freq,
+                                       float penalty_present);
+llama_token llama_sample_token_greedy(struct llama_context *ctx,
+                                      llama_token_data_array *candidates);
+llama_token llama_sample_token(struct llama_context *ctx, llama_token_data_array *candidates);
+uint32_t llama_model_quantize(const char *fname_inp, const char *fname_out,
+                              const llama_model_quantize_params *params);
 """
 
 # Plain C part: the header's types, defaults, and wrappers for the by-value struct calls.
 C_SOURCE = """
 #define BITNET_FFI_BUILDING 1
 #define LLAMA_API __attribute__((visibility("default")))
+#include <stdlib.h>
+#include <string.h>
+
 #include "bitnet_ffi.h"
 
 struct llama_model *bitnet__load_model(const char *path, const struct llama_model_params *p);
@@ -169,7 +249,110 @@ LLAMA_API struct llama_sampler *llama_sampler_chain_init(struct llama_sampler_ch
     (void)params;
     return bitnet__sampler_chain_init();
 }
+
+/* llama.cpp's llama_batch_init: token (or embd), pos, n_seq_id, seq_id (NULL-terminated) and
+ * logits arrays of n_tokens entries, left uninitialized but for the seq_id pointers. */
+LLAMA_API struct llama_batch llama_batch_init(int32_t n_tokens, int32_t embd, int32_t n_seq_max) {
+    struct llama_batch b = {0};
+    if (n_tokens <= 0 || embd < 0 || n_seq_max <= 0) return b;
+    size_t n = (size_t)n_tokens;
+    if (embd) {
+        b.embd = (float *)malloc(sizeof(float) * n * (size_t)embd);
+    } else {
+        b.token = (llama_token *)malloc(sizeof(llama_token) * n);
+    }
+    b.pos = (llama_pos *)malloc(sizeof(llama_pos) * n);
+    b.n_seq_id = (int32_t *)malloc(sizeof(int32_t) * n);
+    b.seq_id = (llama_seq_id **)calloc(n + 1, sizeof(llama_seq_id *));
+    b.logits = (int8_t *)malloc(n);
+    if (b.seq_id != NULL) {
+        for (size_t i = 0; i < n; i++) {
+            b.seq_id[i] = (llama_seq_id *)malloc(sizeof(llama_seq_id) * (size_t)n_seq_max);
+        }
+    }
+    return b;
+}
+
+LLAMA_API void llama_batch_free(struct llama_batch batch) {
+    free(batch.token);
+    free(batch.embd);
+    free(batch.pos);
+    free(batch.n_seq_id);
+    if (batch.seq_id != NULL) {
+        for (size_t i = 0; batch.seq_id[i] != NULL; i++) free(batch.seq_id[i]);
+        free(batch.seq_id);
+    }
+    free(batch.logits);
+}
+
+LLAMA_API struct llama_model_quantize_params llama_model_quantize_default_params(void) {
+    struct llama_model_quantize_params p;
+    memset(&p, 0, sizeof p);
+    p.nthread = 0;
+    p.ftype = LLAMA_FTYPE_MOSTLY_Q8_0;
+    p.output_tensor_type = GGML_TYPE_COUNT;
+    p.token_embedding_type = GGML_TYPE_COUNT;
+    p.quantize_output_tensor = true;
+    p.max_buf_size = (size_t)8 << 30;
+    return p;
+}
+
+/* The spec's `llama_sampling_*` names: the legacy llama_sample_* functions under those names. */
+LLAMA_API void llama_sampling_softmax(struct llama_context *ctx, llama_token_data_array *c) {
+    llama_sample_softmax(ctx, c);
+}
+LLAMA_API void llama_sampling_top_k(struct llama_context *ctx, llama_token_data_array *c,
+                                    int32_t k, size_t min_keep) {
+    llama_sample_top_k(ctx, c, k, min_keep);
+}
+LLAMA_API void llama_sampling_top_p(struct llama_context *ctx, llama_token_data_array *c, float p,
+                                    size_t min_keep) {
+    llama_sample_top_p(ctx, c, p, min_keep);
+}
+LLAMA_API void llama_sampling_min_p(struct llama_context *ctx, llama_token_data_array *c, float p,
+                                    size_t min_keep) {
+    llama_sample_min_p(ctx, c, p, min_keep);
+}
+LLAMA_API void llama_sampling_typical(struct llama_context *ctx, llama_token_data_array *c,
+                                      float p, size_t min_keep) {
+    llama_sample_typical(ctx, c, p, min_keep);
+}
+LLAMA_API void llama_sampling_temp(struct llama_context *ctx, llama_token_data_array *c,
+                                   float temp) {
+    llama_sample_temp(ctx, c, temp);
+}
+LLAMA_API void llama_sampling_repetition_penalties(struct llama_context *ctx,
+                                                   llama_token_data_array *c,
+                                                   const llama_token *last_tokens,
+                                                   size_t penalty_last_n, float penalty_repeat,
+                                                   float penalty_freq, float penalty_present) {
+    llama_sample_repetition_penalties(ctx, c, last_tokens, penalty_last_n, penalty_repeat,
+                                      penalty_freq, penalty_present);
+}
+LLAMA_API llama_token llama_sampling_token_greedy(struct llama_context *ctx,
+                                                  llama_token_data_array *c) {
+    return llama_sample_token_greedy(ctx, c);
+}
+LLAMA_API llama_token llama_sampling_token(struct llama_context *ctx, llama_token_data_array *c) {
+    return llama_sample_token(ctx, c);
+}
+LLAMA_API void llama_sampling_set_rng_seed(struct llama_context *ctx, uint32_t seed) {
+    llama_set_rng_seed(ctx, seed);
+}
+
+/* Deprecated llama.h names still common in programs. */
+LLAMA_API int32_t llama_n_embd(const struct llama_model *model) { return llama_model_n_embd(model); }
+LLAMA_API int32_t llama_n_ctx_train(const struct llama_model *model) {
+    return llama_model_n_ctx_train(model);
+}
 """
+
+
+def embedded_names() -> List[str]:
+    """Names of the functions EMBEDDING_API declares (implemented in bitnet.ffi.capi)."""
+    import re
+
+    return re.findall(r"\b(\w+)\s*\(", re.sub(r"\([^()]*\)\s*;", "();", EMBEDDING_API))
 
 
 def site_dirs() -> List[str]:
