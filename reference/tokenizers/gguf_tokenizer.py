@@ -203,10 +203,7 @@ class GGUFTokenizer:
 
     def _bpe_tokenize(self, text: bytes) -> List[int]:
         assert self._bpe is not None
-        out: List[int] = []
-        for word in P.pre_tokenize(text, self._exprs, self._bpe.byte_encode):
-            out.extend(self._bpe.encode_word(word))
-        return out
+        return self._bpe.tokenize(text, self._exprs)
 
     def _partition(
         self, text: bytes, fragments: List[Fragment], parse_special: bool

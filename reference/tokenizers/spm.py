@@ -6,6 +6,10 @@ Adjacent symbols whose concatenation is a token are merged, highest token score 
 (leftmost on ties), until nothing merges. A final symbol that is not a token becomes one
 ``<0xNN>`` byte token per byte (or the single-byte token when the vocab has no ``<0xNN>``).
 
+With the C kernels built (`fastpath.enabled()`), `spm_tokenize_chunked` runs the same merge
+loop in C (one handle per vocabulary; split at symbols that are one isolated byte, which is
+exact for invalid UTF-8 too): identical ids, about 10x faster.
+
 Not done (as in llama.cpp): SentencePiece's unigram sampling, and `is_unused` pieces are
 merged like any other.
 """
@@ -16,6 +20,7 @@ import heapq
 import re
 from typing import Callable, Dict, List, Sequence, Set, Tuple
 
+from . import fastpath
 from . import unicode as U
 
 
@@ -106,7 +111,13 @@ def spm_tokenize_chunked(
     byte_to_token: Callable[[int], int],
     isolated: bytes,
 ) -> List[int]:
-    """`spm_tokenize`, run separately between `isolated` bytes (same result, smaller queues)."""
+    """`spm_tokenize`, run separately between `isolated` bytes (same result, smaller queues);
+    in C when the kernels are on."""
+    engine = fastpath.spm_engine(bytes_to_id, scores, byte_to_token)
+    if engine is not None:
+        ids = engine.tokenize(text)
+        if ids is not None:
+            return ids
     if not isolated or not _is_utf8(text):
         # subtle: in invalid UTF-8 a lead byte's symbol can swallow a following ASCII byte
         return spm_tokenize(text, bytes_to_id, scores, byte_to_token)

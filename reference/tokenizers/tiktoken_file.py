@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Dict, List, Optional, Tuple, Union
 import regex
 
 from ..errors import InvalidUTF8Error, TokenizationError
+from . import fastpath
 
 if TYPE_CHECKING:
     from .vocab import Vocab
@@ -86,6 +87,7 @@ class TiktokenTokenizer:
         self._cache: OrderedDict[bytes, List[int]] = OrderedDict()
         self._cache_size = cache_size
         self.vocab: Optional[Vocab] = None  # no GGUF vocabulary
+        self._accel = fastpath.TiktokenAccel(ranks, pattern)  # the C path, when built
 
     @property
     def n_vocab(self) -> int:
@@ -149,6 +151,9 @@ class TiktokenTokenizer:
         return ids
 
     def _encode_ordinary(self, text: str) -> List[int]:
+        fast = self._accel.encode_ordinary(text)
+        if fast is not None:
+            return fast
         out: List[int] = []
         for m in self._regex.finditer(text):
             out.extend(self._merge(m.group().encode("utf-8")))

@@ -1,0 +1,573 @@
+"""The C tokenizer path (bitnet.tokenizers.fastpath over optimized/kernels/bn_tokenize.c) gives
+exactly the ids of the Python reference (BITNET_BACKEND=reference) and of llama.cpp.
+
+Covered: every shipped .inp/.out vector through both paths; hypothesis text on the real BPE and
+SPM vocabularies (C vs reference, C vs llama.cpp); synthetic vocabularies with score ties,
+merges whose result is no token and missing byte tokens (C merge loops vs the Python ones);
+the bench corpus vs llama.cpp; the C handles freed; an ASan/UBSan build (slow).
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Set, Tuple, Union
+
+import pytest
+import regex
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bitnet.errors import InvalidUTF8Error, TokenizationError
+from bitnet.gguf import load as gguf_load
+from bitnet.harness.corpora import CL100K, SMOLLM2, corpus_path, vocab_names
+from bitnet.harness.fuzz import first_mismatch, text_strategy
+from bitnet.tokenizers import fastpath, from_gguf_kv, load
+from bitnet.tokenizers.bpe import BPE
+from bitnet.tokenizers.gguf_tokenizer import GGUFTokenizer
+from bitnet.tokenizers.spm import spm_tokenize, spm_tokenize_chunked
+from bitnet.tokenizers.unicode import BYTE_TO_UNICODE, LETTER, NUMBER, cpt_flags
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.skipif(
+    not fastpath.available(),
+    reason="the C kernels are not available (not built, or BITNET_OPTIMIZED_DISABLE=1)",
+)
+EXAMPLES = int(os.environ.get("BITNET_HYPOTHESIS_EXAMPLES", "30"))
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+SEP = b"\n__ggml_vocab_test__\n"
+_LETTER = regex.compile(r"\p{L}")
+_NUMBER = regex.compile(r"\p{N}")
+VOCABS = vocab_names()
+WITH_VECTORS = [
+    n for n in VOCABS if corpus_path(f"vocab/ggml-vocab-{n}.gguf").with_suffix(".gguf.inp").exists()
+]
+# vocabularies whose tokenizer has C code: byte-level BPE with C splitters, SPM
+C_VOCABS = ["gpt-2", "llama-bpe", "llama-spm", "qwen2", "qwen35", "starcoder", "gemma-4", "phi-3"]
+
+
+@pytest.fixture(autouse=True)
+def _engine_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Build the C BPE engine on first use (it normally waits for 16 KB of text)."""
+    monkeypatch.setattr(fastpath, "ENGINE_AFTER_BYTES", 0)
+    monkeypatch.delenv("BITNET_BACKEND", raising=False)
+
+
+@contextmanager
+def backend(name: str) -> Iterator[None]:
+    """BITNET_BACKEND=name inside (hypothesis runs many examples per test function)."""
+    old = os.environ.get("BITNET_BACKEND")
+    os.environ["BITNET_BACKEND"] = name
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["BITNET_BACKEND"]
+        else:
+            os.environ["BITNET_BACKEND"] = old
+
+
+def _path(name: str) -> Path:
+    return corpus_path(SMOLLM2) if name == "smollm2" else corpus_path(f"vocab/ggml-vocab-{name}.gguf")
+
+
+@functools.lru_cache(maxsize=None)
+def tokenizer(name: str) -> GGUFTokenizer:
+    """The file's vocabulary as llama.cpp sees it (no metadata repair), as the oracle tests do."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tok = from_gguf_kv(gguf_load(_path(name), apply_repairs=False).kv)
+    return tok
+
+
+@functools.lru_cache(maxsize=None)
+def oracle(name: str) -> Any:
+    llama_cpp = pytest.importorskip("llama_cpp")
+    return llama_cpp.Llama(model_path=str(_path(name)), vocab_only=True, verbose=False)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _close_oracles() -> Iterator[None]:
+    yield
+    for name in VOCABS:
+        if oracle.cache_info().currsize == 0:
+            break
+        try:
+            oracle(name).close()
+        except Exception:  # pragma: no cover - never loaded
+            pass
+    oracle.cache_clear()
+
+
+Outcome = Union[List[int], str]
+
+
+def run(tok: GGUFTokenizer, text: bytes, path: str, add_special: bool = False,
+        parse_special: bool = False) -> Outcome:
+    """tokenize() on the "reference" or "optimized" path with an empty word cache; a typed
+    error becomes its class name, so both paths must raise the same one."""
+    if tok._bpe is not None:
+        tok._bpe._cache.clear()
+    try:
+        with backend(path):
+            return tok.tokenize(text, add_special, parse_special)
+    except (InvalidUTF8Error, TokenizationError) as e:
+        return type(e).__name__
+    finally:
+        if tok._bpe is not None:
+            tok._bpe._cache.clear()
+
+
+def full_c(tok: GGUFTokenizer, text: bytes) -> Tuple[Outcome, Outcome]:
+    """(reference, all-in-C `BPE.tokenize`) ids of one raw-text fragment of a BPE vocabulary."""
+    assert tok._bpe is not None
+    piece = text.replace(b" ", "\u2581".encode()) if tok.vocab.escape_whitespaces else text
+    out: List[Outcome] = []
+    for path in ("reference", "optimized"):
+        tok._bpe._cache.clear()
+        try:
+            with backend(path):
+                out.append(tok._bpe.tokenize(piece, tok._exprs))
+        except InvalidUTF8Error as e:
+            out.append(type(e).__name__)
+    return out[0], out[1]
+
+
+def read_vectors(name: str) -> List[Tuple[bytes, List[int]]]:
+    """test-tokenizer-0's cases: .inp split on the separator, .out one line of ids per case."""
+    path = _path(name)
+    raw = path.with_suffix(".gguf.inp").read_bytes()
+    outs = path.with_suffix(".gguf.out").read_bytes().decode("utf-8").split("\n")
+    cases = raw.split(SEP)
+    if cases and cases[-1] == b"":
+        cases.pop()
+    return [(c, [int(x) for x in o.split()]) for c, o in zip(cases, outs)]
+
+
+# --- 1. llama.cpp's vectors through both paths ------------------------------------------------
+
+
+@pytest.mark.parametrize("name", WITH_VECTORS)
+def test_vectors_both_paths(name: str) -> None:
+    """Every shipped .inp/.out case: the C path and the reference both give llama.cpp's ids
+    (and the all-in-C BPE.tokenize equals the reference's word loop)."""
+    tok = tokenizer(name)
+    cases = read_vectors(name)
+    assert cases
+    for text, ids in cases:
+        assert run(tok, text, "optimized") == ids, text
+        assert run(tok, text, "reference") == ids, text
+        if tok._bpe is not None:
+            ref, fast = full_c(tok, text)
+            assert fast == ref, text
+
+
+# --- 2. hypothesis: C vs reference, C vs llama.cpp ---------------------------------------------
+
+
+@pytest.mark.parametrize("name", C_VOCABS)
+def test_random_text_c_equals_reference(name: str) -> None:
+    tok = tokenizer(name)
+
+    @FUZZ
+    @given(st.one_of(text_strategy(tok), st.binary(max_size=24)), st.booleans())
+    def check(text: bytes, flags: bool) -> None:
+        assert run(tok, text, "optimized", flags, flags) == run(tok, text, "reference", flags, flags)
+        if tok._bpe is not None:
+            ref, fast = full_c(tok, text)
+            assert fast == ref
+
+    check()
+
+
+@pytest.mark.llamacpp
+@pytest.mark.parametrize("name", ["gpt-2", "llama-bpe", "llama-spm", "qwen2"])
+def test_random_text_c_equals_llamacpp(name: str) -> None:
+    """The C path against llama.cpp itself: ids and detokenization, all four flag pairs."""
+    tok, theirs = tokenizer(name), oracle(name)
+
+    @FUZZ
+    @given(text_strategy(tok))
+    def check(text: bytes) -> None:
+        mismatch = first_mismatch(tok, theirs, text)
+        assert mismatch is None, str(mismatch)
+
+    check()
+
+
+def test_code_point_past_unicode_is_the_same_typed_error() -> None:
+    """A 4-byte sequence decoding past U+10FFFF (llama.cpp aborts): both paths raise
+    InvalidUTF8Error for BPE vocabularies; SPM works on bytes and tokenizes it."""
+    bad = b"ok \xf7\xbf\xbf\xbf then"
+    for name in ("gpt-2", "llama-bpe", "llama-spm"):
+        tok = tokenizer(name)
+        assert run(tok, bad, "optimized") == run(tok, bad, "reference")
+    assert run(tokenizer("gpt-2"), bad, "optimized") == "InvalidUTF8Error"
+    assert isinstance(run(tokenizer("llama-spm"), bad, "optimized"), list)
+
+
+@pytest.mark.llamacpp
+@pytest.mark.parametrize("name", ["gpt-2", "llama-bpe", "llama-spm"])
+def test_bench_corpus_matches_llamacpp(name: str) -> None:
+    """128 KB of the bench's mixed corpus (prose, code, CJK): the C path's ids are llama.cpp's."""
+    from bitnet.harness.bench import mixed_corpus
+
+    text = mixed_corpus(1 << 17)
+    tok = tokenizer(name)
+    theirs = oracle(name).tokenize(text, add_bos=False, special=False)
+    assert run(tok, text, "optimized") == theirs
+    if tok._bpe is not None:
+        assert tok._bpe.tokenize(text, tok._exprs) == theirs
+
+
+# --- 3. synthetic vocabularies: the merge loops in isolation ------------------------------------
+
+_SPM_ALPHABET = [b"a", b"b", b"c", "\u2581".encode(), "\u00e9".encode(), b"\n", b"\xff", b"\xe4\xb8"]
+
+
+@st.composite
+def spm_vocab(draw: Any) -> Tuple[Dict[bytes, int], List[float]]:
+    """Random pieces over a small alphabet, scores from a small set (so ties happen)."""
+    pieces = draw(
+        st.lists(
+            st.lists(st.sampled_from(_SPM_ALPHABET), min_size=1, max_size=4).map(b"".join),
+            min_size=1,
+            max_size=40,
+            unique=True,
+        )
+    )
+    scores = draw(st.lists(st.sampled_from([0.0, -1.0, -2.5, -7.0, 3.0]), min_size=len(pieces),
+                           max_size=len(pieces)))
+    return {p: i for i, p in enumerate(pieces)}, scores
+
+
+@FUZZ
+@given(
+    spm_vocab(),
+    st.lists(st.sampled_from(_SPM_ALPHABET + [b"d", b" "]), max_size=40).map(b"".join),
+    st.booleans(),
+)
+def test_spm_merge_loop_c_equals_python(vocab: Tuple[Dict[bytes, int], List[float]], text: bytes,
+                                        all_bytes: bool) -> None:
+    """SPM's bigram merge in C vs spm_tokenize (and the chunked variant) on random vocabularies;
+    without byte tokens for every byte both must raise TokenizationError."""
+    bytes_to_id, scores = vocab
+
+    def byte_to_token(b: int) -> int:
+        if all_bytes or b < 0x80:
+            return 1000 + b
+        raise TokenizationError(f"no token for byte {b}")
+
+    try:
+        expected: Outcome = spm_tokenize(text, bytes_to_id, scores, byte_to_token)
+    except TokenizationError:
+        expected = "TokenizationError"
+    engine = fastpath.SPMEngine(bytes_to_id, scores, byte_to_token)
+    got = engine.tokenize(text)
+    if expected == "TokenizationError":
+        assert got is None  # the caller then runs the reference, which raises
+        with pytest.raises(TokenizationError):
+            spm_tokenize_chunked(text, bytes_to_id, scores, byte_to_token, b"\n")
+    else:
+        assert got == expected
+        assert spm_tokenize_chunked(text, bytes_to_id, scores, byte_to_token, b"\n") == expected
+
+
+_BPE_ALPHABET = ["a", "b", "c", BYTE_TO_UNICODE[0x20], BYTE_TO_UNICODE[0xC3], BYTE_TO_UNICODE[0xA9]]
+_RAW_ALPHABET = ["a", "b", "\u2581", "\u00e9", "\n", "\u4e2d"]
+
+
+@st.composite
+def bpe_vocab(draw: Any, alphabet: List[str]) -> Tuple[Dict[str, int], Dict[Tuple[str, str], int]]:
+    """Merges built like a trainer would (pairs of existing symbols), some results left out of
+    the vocabulary (their symbols fall back to bytes), some pairs never applicable."""
+    tokens = list(alphabet)
+    ranks: Dict[Tuple[str, str], int] = {}
+    for _ in range(draw(st.integers(0, 30))):
+        a, b = draw(st.sampled_from(tokens)), draw(st.sampled_from(tokens))
+        if (a, b) in ranks:
+            continue
+        ranks[(a, b)] = len(ranks)
+        if draw(st.integers(0, 4)) and a + b not in tokens:
+            tokens.append(a + b)
+    drop = draw(st.sets(st.sampled_from(alphabet), max_size=2))  # symbols with no token
+    kept = [t for t in tokens if t not in drop]
+    return {t: i for i, t in enumerate(kept)}, ranks
+
+
+@FUZZ
+@given(st.data(), st.booleans(), st.booleans())
+def test_bpe_merge_loop_c_equals_python(data: st.DataObject, byte_encode: bool,
+                                        ignore_merges: bool) -> None:
+    """BPE's rank-driven merge in C (one word, and whole texts through the gpt2 / newline
+    splitters) vs the Python merge, byte-level and raw-UTF-8 (Gemma 4 style) vocabularies."""
+    alphabet = _BPE_ALPHABET if byte_encode else _RAW_ALPHABET
+    token_to_id, ranks = data.draw(bpe_vocab(alphabet))
+    if not byte_encode:
+        for b in range(256):
+            token_to_id.setdefault(f"<0x{b:02X}>", 500 + b)
+    else:
+        # byte fallback looks up single UTF-8 bytes of the byte-level text ('\xc4' of 'Ġ')
+        token_to_id.setdefault("\udcc4", 900)
+    words = data.draw(st.lists(st.lists(st.sampled_from(alphabet), max_size=12).map("".join),
+                               min_size=1, max_size=6))
+    flags = dict(byte_encode=byte_encode, ignore_merges=ignore_merges,
+                 whole_newline_words=not byte_encode)
+    with backend("reference"):
+        reference = BPE(token_to_id, ranks, **flags)
+        expected = [reference.encode_word(w) for w in words]
+    engine = fastpath.BPEEngine(token_to_id, ranks, **flags)
+    for word, ids in zip(words, expected):
+        raw = bytes(BYTE_TO_UNICODE.index(c) for c in word) if byte_encode else word.encode()
+        assert engine.encode_word(raw) == ids, word
+    fast = BPE(token_to_id, ranks, **flags)
+    assert [fast.encode_word(w) for w in words] == expected
+    # whole texts: the C splitter + merge vs the Python splitter + merge
+    exprs = (
+        ("'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)",)
+        if byte_encode
+        else ("[^\\n]+|[\\n]+",)
+    )
+    text = "".join(data.draw(st.lists(st.sampled_from(["ab", " a", "\u00e9", "\n", "12", "'s"]),
+                                      max_size=10))).encode()
+    with backend("reference"):
+        want = BPE(token_to_id, ranks, **flags).tokenize(text, exprs)
+    assert fast.tokenize(text, exprs) == want
+
+
+# --- 4. tiktoken (cl100k_base) ------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=None)
+def cl100k() -> Tuple[Any, Any, fastpath.TiktokenEngine]:
+    """(our reference TiktokenTokenizer, the `tiktoken` library's encoding, the C engine)."""
+    tiktoken_load = pytest.importorskip("tiktoken.load")
+    import tiktoken
+
+    from bitnet.tokenizers.tiktoken_file import CL100K_PATTERN
+
+    path = corpus_path(CL100K)
+    enc = tiktoken.Encoding("cl100k_base", pat_str=CL100K_PATTERN,
+                            mergeable_ranks=tiktoken_load.load_tiktoken_bpe(str(path)),
+                            special_tokens={})
+    tok = load(path)
+    return tok, enc, fastpath.TiktokenEngine(tok.ranks)
+
+
+def _unicode_stable(c: str) -> bool:
+    """c's \\p{L} / \\p{N} class is the same in llama.cpp's Unicode 15.1 table and the `regex`
+    module's (17.0): tiktoken's Rust regex (16.0) agrees with us on these (see
+    test_tokenizer_contracts.test_tiktoken_unicode_version_gap for the rest)."""
+    f = cpt_flags(ord(c))
+    return bool(f & LETTER) == bool(_LETTER.match(c)) and bool(f & NUMBER) == bool(_NUMBER.match(c))
+
+
+_TRICKY = ["'s", "'S", "'LL", "'Ve", "'re", "'\u017f", "'x", " '", "  ", "\r\n", " \n\n ", "\t",
+           "\u00a0", "\u3000", "123456", "\u0661\u0662", "a", "\u00e9t\u00e9", "\u4e2d\u6587",
+           "!!", " ?", "\U0001f600", "\u0301", "x\n", "\x1c", "\x85"]
+
+
+@FUZZ
+@given(st.lists(st.one_of(st.sampled_from(_TRICKY), st.text(max_size=6)), max_size=12).map("".join))
+def test_cl100k_c_equals_reference(text: str) -> None:
+    """cl100k's pattern split and merges in C vs the reference (regex module + Python merge),
+    text from all planes plus contractions in odd cases, Unicode spaces and digits."""
+    tok, _, engine = cl100k()
+    raw = text.encode("utf-8", "surrogatepass")
+    try:
+        expected: Outcome = tok.tokenize(raw, False, False)
+    except InvalidUTF8Error:
+        expected = "InvalidUTF8Error"
+    got = engine.encode_cl100k(raw)
+    assert (got if got is not None else "InvalidUTF8Error") == expected
+
+
+def test_cl100k_contractions_and_spaces() -> None:
+    """Every contraction in every letter case (and with letters that match under (?i) only),
+    before letters, spaces, digits and the end; whitespace runs before text and at the end."""
+    tok, enc, engine = cl100k()
+    forms = ["s", "d", "m", "t", "ll", "ve", "re", "\u017f", "\u212a", "x"]
+    cases = []
+    for form in forms:
+        for variant in {form, form.upper(), form.capitalize(), form.swapcase()}:
+            for after in ["", "abc", " x", "1", "'", "\n"]:
+                cases.append("it'" + variant + after)
+    for ws in [" ", "  ", "   ", "\n", " \n", "\n ", " \n \n  ", "\t\t", "\u3000 "]:
+        cases += [ws, ws + "a", "a" + ws, "a" + ws + "b", ws + "!", ws + "1"]
+    for text in cases:
+        want = enc.encode_ordinary(text)
+        assert tok.tokenize(text.encode(), False, False) == want, repr(text)
+        assert engine.encode_cl100k(text.encode()) == want, repr(text)
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_cl100k_c_equals_tiktoken(seed: int) -> None:
+    """The C encoding against the `tiktoken` library: 128 KB of the bench corpus, and random
+    text over code points whose class is stable across Unicode versions."""
+    from bitnet.harness.bench import mixed_corpus
+
+    _, enc, engine = cl100k()
+    if seed == 0:
+        text = mixed_corpus(1 << 17).decode("utf-8")
+    else:
+        import random
+
+        rng = random.Random(seed)
+        pool = [c for c in map(chr, range(0x3000)) if c.isprintable() or c in "\n\r\t"]
+        pool = [c for c in pool if _unicode_stable(c)] + _TRICKY
+        text = "".join(rng.choice(pool) for _ in range(20000))
+    assert engine.encode_cl100k(text.encode()) == enc.encode_ordinary(text)
+
+
+@FUZZ
+@given(st.binary(max_size=20), st.sets(st.integers(0, 255), max_size=3))
+def test_rank_merge_c_equals_python(piece: bytes, missing: Set[int]) -> None:
+    """One piece's rank-driven merge in C vs TiktokenTokenizer._merge, on a small rank table
+    (some single bytes without a rank: both must refuse those)."""
+    from bitnet.tokenizers.tiktoken_file import TiktokenTokenizer
+
+    ranks = {bytes((b,)): b for b in range(256) if b not in missing}
+    for i, extra in enumerate([b"ab", b"bc", b"abc", b"\xc3\xa9", b"  ", b"   ", b"a\x00", b"cab"]):
+        ranks.setdefault(extra, 256 + i)
+    tok = TiktokenTokenizer(ranks, "x", {})
+    try:
+        expected: Optional[List[int]] = tok._merge(piece) if piece else []
+    except TokenizationError:
+        expected = None
+    assert fastpath.TiktokenEngine(ranks).merge(piece) == expected
+
+
+def test_tiktoken_accel_switches() -> None:
+    """TiktokenAccel: None until ENGINE_AFTER_BYTES of text (0 in these tests) and under
+    BITNET_BACKEND=reference or another pattern; else the C ids."""
+    tok, enc, _ = cl100k()
+    accel = fastpath.TiktokenAccel(tok.ranks, tok.pattern)
+    with backend("reference"):
+        assert accel.encode_ordinary("hello world") is None
+    assert accel.encode_ordinary("hello world") == enc.encode_ordinary("hello world")
+    assert fastpath.TiktokenAccel(tok.ranks, r"\w+").encode_ordinary("hello") is None
+
+
+# --- 5. switches and memory ----------------------------------------------------------------------
+
+
+def test_reference_backend_builds_no_c_handle() -> None:
+    """BITNET_BACKEND=reference: a fresh tokenizer tokenizes without creating a C handle;
+    unset, the same work creates its BPE engine (one handle)."""
+    text = b"The quick brown fox jumps over the lazy dog. " * 40
+    before = fastpath.live_handles()
+    with backend("reference"):
+        assert not fastpath.enabled()
+        tok = load(_path("gpt-2"))
+        ref_ids = tok.tokenize(text, False, False)
+        assert fastpath.live_handles() == before
+    tok2 = load(_path("gpt-2"))
+    assert tok2.tokenize(text, False, False) == ref_ids
+    assert fastpath.live_handles() == before + 1
+    del tok2
+    gc.collect()
+    assert fastpath.live_handles() == before
+
+
+def test_handles_are_freed() -> None:
+    """Each engine owns one C handle, released when the engine is collected."""
+    v = tokenizer("llama-spm").vocab
+    bpe = tokenizer("gpt-2")._bpe  # (loading it may build its own engine: before `before`)
+    assert bpe is not None
+    gc.collect()
+    before = fastpath.live_handles()
+    engines = [fastpath.SPMEngine(v.bytes_to_id, v.scores, v.byte_to_token) for _ in range(3)]
+    engines.append(fastpath.BPEEngine(bpe.token_to_id, bpe.ranks, byte_encode=True,
+                                      ignore_merges=False, whole_newline_words=False))
+    assert fastpath.live_handles() == before + 4
+    del engines
+    gc.collect()
+    assert fastpath.live_handles() == before
+    # the engine spm_tokenize_chunked keeps for a vocabulary goes with the vocabulary
+    spm = load(_path("llama-spm"))
+    spm.tokenize(b"hello world", False, False)
+    spm.tokenize(b"again", False, False)
+    assert fastpath.live_handles() == before + 1
+    del spm
+    gc.collect()
+    assert fastpath.live_handles() == before
+
+
+# --- 6. sanitizers --------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_sanitizer_build_tokenizers(tmp_path: Path) -> None:
+    """The kernels built with -fsanitize=address,undefined (as test_optimized_kernels does), then
+    every vector of the C vocabularies, random bytes and cl100k text through the C paths in a
+    subprocess with ASan preloaded: any out-of-bounds access or UB aborts it; ids must equal
+    the reference's."""
+    libasan = subprocess.run(["gcc", "-print-file-name=libasan.so"], capture_output=True, text=True)
+    if libasan.returncode != 0 or not Path(libasan.stdout.strip()).is_file():
+        pytest.skip("gcc with libasan not available")
+    sys.path.insert(0, str(ROOT / "optimized"))
+    try:
+        import build_kernels
+    finally:
+        sys.path.pop(0)
+    so = build_kernels.build(str(tmp_path), sanitize=True)
+    code = textwrap.dedent(
+        f"""
+        import importlib.util, os, random, sys, warnings
+        spec = importlib.util.spec_from_file_location("bitnet.optimized._kernels", {so!r})
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules["bitnet.optimized._kernels"] = mod
+        spec.loader.exec_module(mod)
+        sys.path.insert(0, {str(ROOT / "tests")!r})
+        from bitnet.tokenizers import fastpath
+        fastpath.ENGINE_AFTER_BYTES = 0
+        assert fastpath._kernels()[1] is mod.lib
+        import test_tokenizer_fastpath as T
+        rng = random.Random(0)
+        bad = 0
+        for name in T.C_VOCABS:
+            tok = T.tokenizer(name)
+            texts = [t for t, _ in T.read_vectors(name)] if name in T.WITH_VECTORS else []
+            texts += [bytes(rng.randrange(256) for _ in range(rng.randrange(40))) for _ in range(50)]
+            texts += [b"", b"\\n" * 70, b"x" * 5000, "\u2581 \u4e2d\u6587 ' 's 123456".encode() * 30]
+            for text in texts:
+                if T.run(tok, text, "optimized") != T.run(tok, text, "reference"):
+                    bad += 1
+                if tok._bpe is not None:
+                    ref, fast = T.full_c(tok, text)
+                    bad += ref != fast
+        tk, _, engine = T.cl100k()
+        texts = [bytes(rng.randrange(256) for _ in range(rng.randrange(40))) for _ in range(50)]
+        texts += [t.encode() for t in T._TRICKY] + ["".join(T._TRICKY * 20).encode(), b""]
+        for text in texts:
+            try:
+                want = tk.tokenize(text, False, False)
+            except Exception:
+                want = None
+            bad += engine.encode_cl100k(text) != want
+        print("tokenizer sanitizer mismatches:", bad)
+        sys.exit(min(bad, 125))
+        """
+    )
+    env = dict(
+        os.environ,
+        LD_PRELOAD=libasan.stdout.strip(),
+        ASAN_OPTIONS="detect_leaks=0:abort_on_error=1",
+        UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1",
+    )
+    env.pop("BITNET_BACKEND", None)
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                       timeout=900, cwd=str(ROOT))
+    assert r.returncode == 0, (r.stdout + r.stderr)[-5000:]
+    assert "tokenizer sanitizer mismatches: 0" in r.stdout
