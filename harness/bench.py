@@ -25,7 +25,7 @@ import time
 import warnings
 from functools import partial
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Any, Callable, Dict, List, Optional
 
 from .corpora import CL100K, SMOLLM2, corpus_path
 
@@ -159,6 +159,9 @@ def bench_decode(threads: int = 2) -> Dict[str, Dict[str, Dict[str, float]]]:
 def _report_matmul(as_json: bool) -> None:
     from ..optimized.bench import matmul_bench
 
+    if as_json:
+        print(json.dumps(collect_bench("matmul"), indent=1))
+        return
     matmul_bench()
 
 
@@ -274,7 +277,62 @@ BENCHES: Dict[str, Callable[[bool], None]] = {
 }
 
 
-def run_bench(what: str, as_json: bool = False) -> int:
-    """Run one benchmark family and print results with ratios against the peer."""
-    BENCHES[what](as_json)
+def collect_bench(what: str, **options: Any) -> Dict[str, Any]:
+    """One benchmark family's results as the `--json` object ({"bench": what, ...}); options
+    go to its bench_* function (e.g. repeat=1; matmul: types, shapes, isas)."""
+    if what == "load":
+        return {"bench": "load", "seconds": bench_load(**options)}
+    if what == "tokenize":
+        return {"bench": "tokenize", "MB_per_s": bench_tokenize(**options)}
+    if what == "decode":
+        return {"bench": "decode", "results": bench_decode(**options)}
+    if what == "quantize":
+        return {"bench": "quantize", "results": bench_quantize(**options)}
+    if what == "serve":
+        from .bench_serve import bench_serve
+
+        return {"bench": "serve", "results": bench_serve(str(corpus_path(SMOLLM2)), **options)}
+    if what == "matmul":
+        import contextlib
+        import sys
+
+        from ..optimized.bench import matmul_bench
+
+        with contextlib.redirect_stdout(sys.stderr):  # its table; the JSON goes to stdout
+            rows = matmul_bench(**options)
+        return {"bench": "matmul", "GFLOP_per_s": rows}
+    raise ValueError(f"unknown benchmark {what!r}; known: {', '.join(BENCHES)}")
+
+
+def save_bench(report_dir: Path, result: Dict[str, Any]) -> None:
+    """Store a result in a run's summary.json ("bench"; created if absent) and re-render the
+    run's report.md / index.html with its plots."""
+    from .report import write_reports
+
+    report_dir = Path(report_dir)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    path = report_dir / "summary.json"
+    summary: Dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+    summary.setdefault("bench", {})[result["bench"]] = result
+    path.write_text(json.dumps(summary, indent=1))
+    if "contracts" in summary:
+        write_reports(report_dir, summary)
+
+
+def run_bench(what: str, as_json: bool = False, report_dir: Optional[str] = None) -> int:
+    """Run one benchmark family and print results with ratios against the peer; with
+    report_dir, also store them in that run's summary.json and re-render its report."""
+    if report_dir is None:
+        BENCHES[what](as_json)
+        return 0
+    result = collect_bench(what)
+    save_bench(Path(report_dir), result)
+    if as_json:
+        print(json.dumps(result, indent=1))
+    else:
+        from .report import bench_ratios
+
+        print(f"bench {what} (ratio > 1: ours better), stored in {report_dir}/summary.json")
+        for r in bench_ratios(result):
+            print(f"  {r['label']:<44} {r['ratio']:6.2f}x  ({r['detail']})")
     return 0

