@@ -28,6 +28,9 @@ from .corpora import SMOLLM2, corpus_path
 from .synthetic import synthetic_path
 
 MODES = {"none": "f32", "peer": "f16"}  # activation_quant -> KV cache type (llama.cpp's f16)
+# and "peer-exact": bitnet.peer_numerics.PeerBackend (llama.cpp's float order in every op),
+# compared on llama.cpp's own schedule (see scheduled_forced)
+KV_TYPES = dict(MODES, **{"peer-exact": "f16"})
 
 SMOLLM2_PROMPTS = [
     b"The capital of France is",
@@ -114,9 +117,14 @@ def llama_cases(path: Path, prompts: Sequence[bytes], n_gen: int = N_GEN) -> Lis
 
 
 def load_model(path: Path, mode: str, backend: Any = None) -> Model:
-    """Model.load with metadata-repair warnings silenced (they are not what is measured)."""
+    """Model.load in an activation_quant mode, or "peer-exact" (PeerBackend), with
+    metadata-repair warnings silenced (they are not what is measured)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        if mode == "peer-exact":
+            from ..peer_numerics import PeerBackend
+
+            return Model.load(path, backend=backend or PeerBackend())
         return Model.load(path, activation_quant=mode, backend=backend)
 
 
@@ -124,8 +132,21 @@ def teacher_forced(model: Model, mode: str, cases: List[Case]) -> List[np.ndarra
     """Our logits over each llama.cpp sequence, evaluated in one batch."""
     outs = []
     for c in cases:
-        ctx = Context(model, n_ctx=256, kv_type=MODES[mode])
+        ctx = Context(model, n_ctx=256, kv_type=KV_TYPES[mode])
         outs.append(ctx.eval(c.seq))
+    return outs
+
+
+def scheduled_forced(model: Model, mode: str, cases: List[Case]) -> List[np.ndarray]:
+    """Our logits over each llama.cpp sequence on llama.cpp's schedule in `llama_greedy`:
+    the prompt in one batch, then one token per eval (batched and single-row matmuls sum
+    in different orders, in llama.cpp as in PeerBackend)."""
+    outs = []
+    for c in cases:
+        ctx = Context(model, n_ctx=256, kv_type=KV_TYPES[mode])
+        parts = [ctx.eval(c.seq[: c.n_prompt])]
+        parts += [ctx.eval([tok]) for tok in c.seq[c.n_prompt :]]
+        outs.append(np.concatenate(parts))
     return outs
 
 
@@ -137,7 +158,7 @@ def greedy_free_running(model: Model, mode: str, c: Case) -> List[int]:
 
 def _greedy_with_logits(model: Model, mode: str, c: Case) -> Tuple[List[int], Optional[np.ndarray]]:
     """greedy_free_running, and our logits where it diverged (None if it did not)."""
-    ctx = Context(model, n_ctx=256, kv_type=MODES[mode])
+    ctx = Context(model, n_ctx=256, kv_type=KV_TYPES[mode])
     seq = list(c.seq[: c.n_prompt])
     last = ctx.eval(seq, all_logits=False)[-1]
     for _ in range(len(c.seq) - c.n_prompt):
@@ -178,7 +199,8 @@ def logits_metrics(label: str, model: Model, mode: str, cases: List[Case],
                                                             List[Dict[str, Any]]]:
     """(per-prompt logits rows, divergence rows) of `model` against llama.cpp's `cases`."""
     rows, divs = [], []
-    for c, o in zip(cases, teacher_forced(model, mode, cases)):
+    forced = scheduled_forced if mode == "peer-exact" else teacher_forced
+    for c, o in zip(cases, forced(model, mode, cases)):
         n = nmse(o, c.ref)
         flips = np.nonzero(o.argmax(-1) != c.ref.argmax(-1))[0]
         margins = top2_margin(c.ref)
@@ -207,7 +229,7 @@ def layer_metrics(label: str, path: Path, mode: str, sequences: List[List[int]],
         streams: Dict[str, List[np.ndarray]] = {"ref": [], "fast": []}
         logits = {}
         for name, model in (("ref", ref), ("fast", fast)):
-            ctx = Context(model, n_ctx=256, kv_type=MODES[mode])
+            ctx = Context(model, n_ctx=256, kv_type=KV_TYPES[mode])
             ctx.layer_hook = lambda il, x, out=streams[name]: out.append(x.copy())
             logits[name] = ctx.eval(seq)
         per_layer = [float(nmse(a.reshape(1, -1), b.reshape(1, -1))[0])
@@ -238,6 +260,7 @@ def collect(quick: bool = True, with_llamacpp: bool = True, with_optimized: bool
     start = time.perf_counter()
     n_prompts, n_gen = (4, 16) if quick else (8, N_GEN)
     modes = list(MODES)
+    exact_modes = ["peer-exact"]  # SmolLM2 only: PeerBackend is exact for F16/Q8_0/Q4_1 weights
     models: List[Tuple[str, Path, Path, List[bytes]]] = [
         # (label, our file, llama.cpp's file, prompts)
         ("SmolLM2-135M Q4_1", corpus_path(SMOLLM2), corpus_path(SMOLLM2),
@@ -254,7 +277,7 @@ def collect(quick: bool = True, with_llamacpp: bool = True, with_optimized: bool
         ]
     fast = with_optimized and opt.available()  # which of our backends faces llama.cpp
     out: Dict[str, Any] = {"logits": [], "layers": [], "divergences": [], "greedy": [],
-                           "n_gen": n_gen, "modes": modes,
+                           "n_gen": n_gen, "modes": modes + exact_modes,
                            "backend": "optimized" if fast else "reference"}
     peers: Dict[Path, List[Case]] = {}
     for label, ours_path, peer_path, prompts in models:
@@ -264,9 +287,9 @@ def collect(quick: bool = True, with_llamacpp: bool = True, with_optimized: bool
             if peer_path not in peers:
                 peers[peer_path] = llama_cases(peer_path, prompts, n_gen)
             cases = peers[peer_path]
-            for mode in modes:
-                model = load_model(ours_path, mode, None if fast else NumpyBackend(
-                    activation_quant=mode))
+            for mode in modes + (exact_modes if peer_path == corpus_path(SMOLLM2) else []):
+                backend = None if fast or mode == "peer-exact" else NumpyBackend(activation_quant=mode)
+                model = load_model(ours_path, mode, backend)
                 rows, divs = logits_metrics(label, model, mode, cases, _piece_fn(model))
                 out["logits"] += rows
                 out["divergences"] += divs

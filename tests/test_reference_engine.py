@@ -18,33 +18,33 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import warnings
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
 import pytest
 
 from bitnet.errors import ContextLengthExceededError, UnsupportedError
 from bitnet.harness.corpora import SMOLLM2, corpus_path
+from bitnet.harness.differential import (
+    MODES,
+    SMOLLM2_PROMPTS,
+    SYNTHETIC_PROMPTS,
+    Case,
+    greedy_free_running,
+    llama,
+    llama_cases,
+    load_model,
+    nmse,
+    scheduled_forced,
+    teacher_forced,
+    top2_margin,
+)
 from bitnet.harness.synthetic import synthetic_path
 from bitnet.model import SUPPORTED_ARCHITECTURES, Context, Model
 from bitnet.ops import ROPE_NEOX, ROPE_NORMAL, NumpyBackend, RopeParams
-from bitnet.peer_numerics import PeerBackend, emulates_llamacpp_build
+from bitnet.peer_numerics import emulates_llamacpp_build
 
-MODES = {"none": "f32", "peer": "f16"}  # activation_quant -> KV cache type
-KV_TYPES = dict(MODES, **{"peer-exact": "f16"})  # also PeerBackend, with llama.cpp's F16 cache
-
-SMOLLM2_PROMPTS = [
-    b"The capital of France is",
-    b"def fibonacci(n):\n    ",
-    b"Once upon a time, in a small village,",
-    b"<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n",
-    b"The three primary colors are",
-    b"import numpy as np\nx = np.",
-    b"Water boils at a temperature of",
-    b"In 1492, Columbus",
-]
 SMOLLM2_LONG_PROMPTS = [
     b"<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
     b"Explain in a few sentences why the sky is blue, and mention Rayleigh scattering."
@@ -61,99 +61,6 @@ SMOLLM2_LONG_PROMPTS = [
     b"Shopping list for the week:\n1. Eggs\n2. Milk\n3. Bread\n4. Tomatoes\n5. Onions\n"
     b"6. Rice\n7. Chicken\n8. Apples\n9.",
 ]
-SYNTHETIC_PROMPTS = [
-    b"Hello world",
-    b"The quick brown fox jumps over the lazy dog.",
-    b"1, 2, 3, 4, 5,",
-    b"Synthetic weights do not know any language",
-    b"def main():\n    return 0\n",
-    b"To be, or not to be",
-    b"GGUF files store tensors and metadata.",
-    b"a b c d e f g",
-]
-N_GEN = 32  # greedy continuation length
-
-
-def nmse(ours: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """Per-row NMSE of ours against ref. (T, V), (T, V) -> (T,)."""
-    return ((ours - ref) ** 2).sum(-1) / (ref**2).sum(-1)
-
-
-def top2_margin(logits: np.ndarray) -> np.ndarray:
-    """Gap between the best and second-best logit per row. (T, V) -> (T,)."""
-    part = np.sort(logits, axis=-1)[:, -2:]
-    return part[:, 1] - part[:, 0]
-
-
-def _llama(path: Path, n_ctx: int = 256) -> Any:
-    llama_cpp = pytest.importorskip("llama_cpp")
-    # subtle: one thread. ggml's worker threads spin at each barrier; on a loaded 2-core box
-    # n_threads=2 was measured 4-20x slower (64 tokens: 5.7-31 s vs 1.4-1.8 s).
-    return llama_cpp.Llama(
-        model_path=str(path), logits_all=True, n_ctx=n_ctx, n_threads=1, verbose=False
-    )
-
-
-def llama_greedy(llm: Any, prompt: bytes, n_gen: int) -> Tuple[List[int], np.ndarray]:
-    """llama.cpp's greedy continuation: (prompt + n_gen token ids, logits at every position
-    (len, V)); the prompt is evaluated in one batch, the continuation token by token."""
-    toks = llm.tokenize(prompt, add_bos=True, special=True)
-    llm.reset()
-    llm.eval(toks)
-    seq = list(toks)
-    for _ in range(n_gen):
-        nxt = int(np.argmax(llm.scores[len(seq) - 1]))
-        seq.append(nxt)
-        llm.eval([nxt])
-    return seq, np.array(llm.scores[: len(seq)], dtype=np.float32)
-
-
-class Case:
-    """One prompt: llama.cpp's greedy sequence, its logits, and the prompt length."""
-
-    def __init__(self, prompt: bytes, seq: List[int], ref: np.ndarray, n_prompt: int):
-        self.prompt, self.seq, self.ref, self.n_prompt = prompt, seq, ref, n_prompt
-
-
-def llama_cases(path: Path, prompts: Sequence[bytes], n_gen: int = N_GEN) -> List[Case]:
-    llm = _llama(path)
-    cases = []
-    for p in prompts:
-        n_prompt = len(llm.tokenize(p, add_bos=True, special=True))
-        seq, ref = llama_greedy(llm, p, n_gen)
-        cases.append(Case(p, seq, ref, n_prompt))
-    return cases
-
-
-def load_model(path: Path, mode: str) -> Model:
-    """mode: an activation_quant value, or "peer-exact" for bitnet.peer_numerics."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # metadata repairs of the real file are not tested here
-        if mode == "peer-exact":
-            return Model.load(path, backend=PeerBackend())
-        return Model.load(path, activation_quant=mode)
-
-
-def teacher_forced(model: Model, mode: str, cases: List[Case]) -> List[np.ndarray]:
-    """Our logits over each llama.cpp sequence, evaluated in one batch."""
-    outs = []
-    for c in cases:
-        ctx = Context(model, n_ctx=256, kv_type=KV_TYPES[mode])
-        outs.append(ctx.eval(c.seq))
-    return outs
-
-
-def scheduled_forced(model: Model, mode: str, cases: List[Case]) -> List[np.ndarray]:
-    """Our logits over each llama.cpp sequence on llama.cpp's schedule in `llama_greedy`:
-    the prompt in one batch, then one token per eval (batched and single-row matmuls sum
-    in different orders, in llama.cpp as in PeerBackend)."""
-    outs = []
-    for c in cases:
-        ctx = Context(model, n_ctx=256, kv_type=KV_TYPES[mode])
-        parts = [ctx.eval(c.seq[: c.n_prompt])]
-        parts += [ctx.eval([tok]) for tok in c.seq[c.n_prompt :]]
-        outs.append(np.concatenate(parts))
-    return outs
 
 
 def check_agreement(cases: List[Case], outs: List[np.ndarray], *, mean_max: float,
@@ -175,20 +82,6 @@ def check_agreement(cases: List[Case], outs: List[np.ndarray], *, mean_max: floa
     assert all_nmse.mean() < mean_max, all_nmse.mean()
     assert all_nmse.max() < pos_max, all_nmse.max()
     return {"mean": float(all_nmse.mean()), "max": float(all_nmse.max())}
-
-
-def greedy_free_running(model: Model, mode: str, c: Case) -> List[int]:
-    """Our own greedy continuation of c's prompt (batch prefill, then token by token)."""
-    ctx = Context(model, n_ctx=256, kv_type=KV_TYPES[mode])
-    seq = list(c.seq[: c.n_prompt])
-    last = ctx.eval(seq, all_logits=False)[-1]
-    for _ in range(len(c.seq) - c.n_prompt):
-        nxt = int(np.argmax(last))
-        seq.append(nxt)
-        if nxt != c.seq[len(seq) - 1]:
-            break  # diverged; the caller inspects the margin here
-        last = ctx.eval([nxt], all_logits=False)[-1]
-    return seq
 
 
 def check_greedy(model: Model, mode: str, cases: List[Case], near_tie: float,
@@ -437,7 +330,7 @@ def test_i2s_matches_tq2_0_run_by_llamacpp(synthetic_cases: Dict[str, List[Case]
 def test_llamacpp_cannot_load_i2s_files(kind: str) -> None:
     pytest.importorskip("llama_cpp")
     with pytest.raises(ValueError, match="Failed to load model"):
-        _llama(synthetic_path(kind))
+        llama(synthetic_path(kind))
 
 
 def test_bitnet_b158_official_shape_loads_and_generates() -> None:
