@@ -64,7 +64,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     from .report import diff, load_summary
 
     changes = diff(load_summary(Path(args.a)), load_summary(Path(args.b)))
-    print("\n".join(changes) if changes else "no contract changed status")
+    print("\n".join(changes) if changes else "no contract, metric or benchmark changed")
     return 1 if any(line.endswith("-> failed") for line in changes) else 0
 
 

@@ -417,8 +417,15 @@ def update_docs(doc: Path, summary: Dict[str, Any]) -> None:
     doc.write_text(text, encoding="utf-8")
 
 
+# a metric line in `diff` when a model/mode's mean logits NMSE moved by more than this factor
+# (run-to-run noise of the same code is ~1.0x: the metrics are deterministic for a seed)
+NMSE_CHANGE_FACTOR = 2.0
+
+
 def diff(a: Dict[str, Any], b: Dict[str, Any]) -> List[str]:
-    """Contracts whose status changed from run a to run b, one line each."""
+    """What changed from run a to run b, one line each: contract statuses (a line ending in
+    "-> failed" is a regression), greedy-identical counts and mean logits NMSE per model and
+    mode of the differential metrics, and benchmark ratios."""
     before = {c["id"]: c["status"] for c in a["contracts"]}
     out = []
     for c in b["contracts"]:
@@ -427,4 +434,33 @@ def diff(a: Dict[str, Any], b: Dict[str, Any]) -> List[str]:
             out.append(f"{c['id']}: {old} -> {c['status']}")
     for cid in sorted(set(before) - {c["id"] for c in b["contracts"]}):
         out.append(f"{cid}: {before[cid]} -> absent")
+    return out + _metric_changes(a, b)
+
+
+def _metric_changes(a: Dict[str, Any], b: Dict[str, Any]) -> List[str]:
+    """diff's lines for the differential metrics and benchmark ratios."""
+    def greedy(s: Dict[str, Any]) -> Dict[Tuple[str, str], str]:
+        rows = (s.get("differential") or {}).get("greedy", [])
+        return {(r["model"], r["mode"]): f"{r['identical']}/{r['prompts']}" for r in rows}
+
+    def nmse_means(s: Dict[str, Any]) -> Dict[Tuple[str, str], float]:
+        acc: Dict[Tuple[str, str], List[float]] = {}
+        for r in (s.get("differential") or {}).get("logits", []):
+            acc.setdefault((r["model"], r["mode"]), []).append(float(r["nmse_mean"]))
+        return {k: sum(v) / len(v) for k, v in acc.items()}
+
+    out = []
+    ga, gb = greedy(a), greedy(b)
+    for key in sorted(set(ga) & set(gb)):
+        if ga[key] != gb[key]:
+            out.append(f"greedy identical {key[0]} [{key[1]}]: {ga[key]} -> {gb[key]}")
+    na, nb = nmse_means(a), nmse_means(b)
+    for key in sorted(set(na) & set(nb)):
+        lo, hi = sorted((na[key], nb[key]))
+        if hi > NMSE_CHANGE_FACTOR * lo and hi > 0:
+            out.append(f"logits NMSE {key[0]} [{key[1]}]: {na[key]:.3g} -> {nb[key]:.3g}")
+    ra = {(w, r["label"]): r["ratio"] for w, res in (a.get("bench") or {}).items() for r in bench_ratios(res)}
+    rb = {(w, r["label"]): r["ratio"] for w, res in (b.get("bench") or {}).items() for r in bench_ratios(res)}
+    for key in sorted(set(ra) & set(rb)):
+        out.append(f"bench {key[0]} {key[1]}: {ra[key]:.2f}x -> {rb[key]:.2f}x")
     return out

@@ -291,6 +291,17 @@ def test_differential_metrics_and_divergence_points(tq2_case: Case, tmp_path: Pa
     for text in (md, page):
         assert f"{row['nmse_mean']:.2e}" in text and "Greedy divergence points" in text
     assert "'<forged>'" in md and "&#x27;&lt;forged&gt;&#x27;" in page
+    # `diff` reports metric moves: a greedy count that changed, an NMSE that grew past 2x
+    from bitnet.harness.report import diff
+
+    worse = json.loads(json.dumps(summary))
+    summary["differential"]["greedy"] = [{"model": "tq2", "mode": "peer", "prompts": 1, "identical": 1}]
+    worse["differential"]["greedy"] = [{"model": "tq2", "mode": "peer", "prompts": 1, "identical": 0}]
+    worse["differential"]["logits"][0]["nmse_mean"] = row["nmse_mean"] * 3
+    changes = diff(summary, worse)
+    assert "greedy identical tq2 [peer]: 1/1 -> 0/1" in changes
+    assert any(line.startswith("logits NMSE tq2 [peer]: ") for line in changes)
+    assert diff(summary, summary) == []
 
 
 def test_per_layer_nmse_optimized_vs_reference() -> None:
