@@ -29,12 +29,25 @@ Matmul, and which path the engine gets:
       bytes equal llama.cpp's and the AVX2 Q8_0/Q4_0/Q4_1 results are bit-identical to its
       ggml_vec_dot_* (tests call libggml-cpu through ctypes).
 SIMD coverage of the integer dots: F16, Q8_0, Q4_0, Q4_1, TQ2_0, I2_S (AVX2, AVX-512,
-NEON), Q4_K, Q6_K, TQ1_0 (AVX2, also used under AVX-512). RMSNorm, softmax, SwiGLU and
+NEON), Q4_K, Q6_K, TQ1_0 (AVX2, also used under AVX-512). Batches run in tiles of 16 weight
+rows x 8 tokens; Q4_1, TQ2_0 and I2_S have AVX-512 forms taking one weight row against four
+tokens (same bits as four single dots: batch invariance holds). RMSNorm, softmax, SwiGLU and
 ReLU^2: AVX2/AVX-512 (NEON: RMSNorm, ReLU^2); RoPE is scalar C on bitnet.ops' cos/sin
-tables. `bitnet.optimized.bench.matmul_bench()` prints GFLOP/s per type and ISA vs numpy;
+tables; attention over the f32 or f16 KV cache (bn_attention: scalar, AVX2+F16C, NEON) with
+the peer's f16 rounding of q and p when activation_quant="peer" and the cache is f16.
+`bitnet.optimized.bench.matmul_bench()` prints GFLOP/s per type and ISA vs numpy;
 `python -m bitnet.optimized.selftest` checks every variant (also in the ASan build).
 Types without a C kernel (Q5_*, Q2_K, Q3_K, Q5_K, BF16, ...), weights whose byte count does
-not match their shape, and attention (which calls the C softmax) run the reference code.
+not match their shape, and attention on other cache dtypes run the reference code.
+
+Fused forward: `OptimizedBackend.forward_layers` runs every layer of
+`bitnet.model.graphs.forward` in one C call (bn_forward): one parallel region per batch,
+spin-then-sleep barriers between steps, matmul rows split across threads, per-thread copies
+of the small per-token work (norms, activation quantization) instead of serial sections.
+It calls the same kernels in the same order as the per-op path, so results are the same bits
+(tests/test_optimized_kernels.py checks it); graphs.forward uses it unless a layer_hook is
+set, and falls back per op for anything it does not handle (a tensor the C cannot read,
+another cache dtype).
 """
 
 from __future__ import annotations
@@ -246,6 +259,8 @@ class OptimizedBackend(NumpyBackend):
             raise RuntimeError(f"bitnet.optimized is not available: {_reason}")
         super().__init__(activation_quant=activation_quant)
         self.n_threads = int(n_threads) if n_threads else _default_threads()
+        # id(ModelWeights) -> (weights, (bn_model*, keepalive) or None): the fused forward
+        self._fused: Dict[int, Tuple[Any, Any]] = {}
 
     def matmul(self, w: QTensor, x: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
         """ggml_mul_mat(w, x). w: (N, D); x: (T, D) -> (T, N)."""
@@ -348,6 +363,166 @@ class OptimizedBackend(NumpyBackend):
     def relu2_glu(self, gate: np.ndarray, up: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
         """relu(gate)^2 * up. (T, F), (T, F) -> (T, F)."""
         return self._glu(_lib.bn_relu2_glu, gate, up, out)
+
+    def attention(
+        self,
+        q: np.ndarray,
+        k: np.ndarray,
+        v: np.ndarray,
+        q_pos: np.ndarray,
+        kv_pos: np.ndarray,
+        scale: float,
+    ) -> np.ndarray:
+        """Causal GQA over the KV cache in C (bn_attention), semantics of
+        `NumpyBackend.attention`. q: (T, H, d); k, v: (K, Hkv, d) f32 or f16 -> (T, H*d)."""
+        t, h, d = q.shape
+        if (
+            k.dtype != v.dtype
+            or k.dtype not in (np.float32, np.float16)
+            or k.shape != v.shape
+            or k.ndim != 3
+            or k.shape[2] != d
+            or h % max(k.shape[1], 1)
+        ):
+            return super().attention(q, k, v, q_pos, kv_pos, scale)
+        _sync_isa()
+        q32 = _f32(q)
+        kc, vc = np.ascontiguousarray(k), np.ascontiguousarray(v)
+        qp = np.ascontiguousarray(q_pos, dtype=np.int64)
+        kp = np.ascontiguousarray(kv_pos, dtype=np.int64)
+        if qp.shape != (t,) or kp.shape != (k.shape[0],):
+            raise ValueError(f"attention: q_pos {qp.shape} must be ({t},), kv_pos {kp.shape} ({k.shape[0]},)")
+        f16 = k.dtype == np.float16
+        y = np.empty((t, h * d), dtype=np.float32)
+        threads = self.n_threads if t * h * k.shape[0] * d >= PARALLEL_MIN_MACS else 1
+        rc = _lib.bn_attention(
+            _ptr("float[]", q32), _ptr("uint8_t[]", kc), _ptr("uint8_t[]", vc), int(f16), t, h,
+            k.shape[1], d, k.shape[0], _ptr("int64_t[]", qp), _ptr("int64_t[]", kp), float(scale),
+            int(f16 and self.activation_quant == "peer"), _ptr("float[]", y), threads,
+        )
+        _check(rc, "attention")
+        return y
+
+    def forward_layers(
+        self,
+        hp: Any,
+        w: Any,
+        cache: Any,
+        x: np.ndarray,
+        positions: np.ndarray,
+        kv_pos: np.ndarray,
+        rope: RopeParams,
+        kq_scale: float,
+    ) -> Optional[np.ndarray]:
+        """All layers of `bitnet.model.graphs.forward` in one C call (bn_forward): x (T, D)
+        embeddings -> the residual stream after the last layer, the batch's keys and values
+        written into `cache`. Same kernels as the per-op path, so the same results; None when
+        the model needs something the fused path lacks (the caller then runs per op). A
+        subclass that overrides an op must set `forward_layers = None` (the C path would
+        bypass the override)."""
+        model = self._fused_model(hp, w)
+        if model is None or rope.mode not in (ROPE_NORMAL, ROPE_NEOX) or rope.n_dims != hp.n_rot:
+            return None
+        kc, vc = cache.k, cache.v
+        if (
+            kc.dtype not in (np.float32, np.float16)
+            or vc.dtype != kc.dtype
+            or not (kc.flags.c_contiguous and vc.flags.c_contiguous)
+            or kc.shape != (hp.n_layer, cache.n_ctx, hp.n_head_kv, hp.n_embd_head_k)
+            or vc.shape != kc.shape
+        ):
+            return None
+        _sync_isa()
+        model[0].kq_scale = float(kq_scale)
+        model[0].rope_mode = rope.mode
+        xs = np.array(x, dtype=np.float32, order="C", copy=True)  # (T, D), updated in place
+        pos = np.ascontiguousarray(positions, dtype=np.int64)
+        kvp = np.ascontiguousarray(kv_pos, dtype=np.int64)
+        cos, sin = (_f32(a) for a in rope_cos_sin(pos, rope))  # (T, n_rot/2)
+        threads = self.n_threads
+        rc = _lib.bn_forward(
+            model[0], _ptr("float[]", xs), pos.size, _ptr("int64_t[]", pos), _ptr("uint8_t[]", kc),
+            _ptr("uint8_t[]", vc), int(kc.dtype == np.float16), cache.n_ctx, _ptr("int64_t[]", kvp),
+            kvp.size, _ptr("float[]", cos), _ptr("float[]", sin), threads,
+        )
+        _check(rc, "forward")
+        return xs
+
+    def _fused_model(self, hp: Any, w: Any) -> Optional[Any]:
+        """(bn_model*, keepalive) for these weights, built once; None if not fusable."""
+        cached = self._fused.get(id(w))
+        if cached is not None and cached[0] is w:
+            return cached[1]
+        built = self._build_fused(hp, w)
+        self._fused[id(w)] = (w, built)  # holding w keeps its id from being reused
+        return built
+
+    def _build_fused(self, hp: Any, w: Any) -> Optional[Any]:
+        arch = hp.arch
+        if arch not in ("llama", "bitnet", "bitnet-b1.58") or hp.n_embd_head_k != hp.n_embd_head_v:
+            return None
+        bitnet = arch in ("bitnet", "bitnet-b1.58")
+        keep: List[Any] = []
+
+        def vec(a: Optional[np.ndarray], n: int) -> Any:
+            if a is None:
+                if not bitnet:
+                    return _ffi.NULL
+                a = np.ones(n, dtype=np.float32)  # rms_norm without a weight: y * 1.0f = y
+            arr = _f32(a)
+            if arr.shape != (n,):
+                raise ValueError(f"fused forward: norm weight {arr.shape} != ({n},)")
+            keep.append(arr)
+            return _ptr("float[]", arr)
+
+        def lin(dst: Any, lw: Any, n_out: int, n_in: int) -> bool:
+            qt = lw.w
+            if not _c_can_read(qt) or qt.np_shape != (n_out, n_in):
+                return False
+            if lw.scale is not None and float(np.float32(lw.scale)) == 0.0:
+                return False  # 0 means "no scale" to the C
+            dst.type = qt.type_id
+            dst.w = _ptr("uint8_t[]", qt.data)
+            keep.append(qt.data)
+            dst.n_out, dst.n_in = n_out, n_in
+            dst.scale = float(np.float32(lw.scale)) if lw.scale is not None else 0.0
+            if lw.bias is not None:
+                b = _f32(lw.bias).reshape(-1)
+                if b.shape != (n_out,):
+                    return False
+                keep.append(b)
+                dst.bias = _ptr("float[]", b)
+            else:
+                dst.bias = _ffi.NULL
+            return True
+
+        d, qw, kw, f = hp.n_embd, hp.n_head * hp.n_embd_head_k, hp.n_head_kv * hp.n_embd_head_k, hp.n_ff
+        layers = _ffi.new("bn_layer[]", max(len(w.layers), 1))
+        keep.append(layers)
+        for i, lw in enumerate(w.layers):
+            c = layers[i]
+            c.attn_norm = vec(lw.attn_norm, d)
+            c.ffn_norm = vec(lw.ffn_norm, d)
+            c.attn_sub_norm = vec(lw.attn_sub_norm, qw) if bitnet else _ffi.NULL
+            c.ffn_sub_norm = vec(lw.ffn_sub_norm, f) if bitnet else _ffi.NULL
+            ok = (
+                lin(c.wq, lw.wq, qw, d) and lin(c.wk, lw.wk, kw, d) and lin(c.wv, lw.wv, kw, d)
+                and lin(c.wo, lw.wo, d, qw) and lin(c.gate, lw.ffn_gate, f, d)
+                and lin(c.up, lw.ffn_up, f, d) and lin(c.down, lw.ffn_down, d, f)
+            )
+            if not ok:
+                return None
+        m = _ffi.new("bn_model *")
+        m.n_layer = len(w.layers)
+        m.n_embd, m.n_head, m.n_head_kv = d, hp.n_head, hp.n_head_kv
+        m.head_dim, m.n_ff = hp.n_embd_head_k, f
+        m.rope_dims, m.rope_mode = hp.n_rot, hp.rope_type
+        m.ffn_relu2 = int(arch == "bitnet-b1.58")
+        m.eps = float(hp.rms_eps)
+        m.kq_scale = 0.0  # kq_scale and rope_mode are set per call from the caller's values
+        m.mode = 1 if self.activation_quant == "peer" else 0
+        m.layers = layers
+        return (m, keep)
 
     def softmax(self, x: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
         """ggml_soft_max over the last axis; rows of all -inf give zeros. (..., K)."""

@@ -489,6 +489,106 @@ def test_attention_uses_c_softmax_and_matches() -> None:
     assert nmse(got, want) <= NMSE_SOFTMAX
 
 
+@st.composite
+def attention_case(draw: st.DrawFn) -> Tuple[int, int, int, int, int, bool, bool, int]:
+    t = draw(st.sampled_from([1, 1, 2, 5]))
+    hkv = draw(st.sampled_from([1, 2, 3]))
+    h = hkv * draw(st.sampled_from([1, 2, 3]))
+    d = draw(st.sampled_from([1, 7, 8, 17, 64]))  # tails of the 8- and 4-wide loops
+    k = draw(st.integers(t, t + 40))
+    return t, h, hkv, d, k, draw(st.booleans()), draw(st.booleans()), draw(st.integers(0, 2**32 - 1))
+
+
+@needs_ext
+@HYP
+@given(case=attention_case())
+def test_attention_matches_reference(isa: str, case: Tuple[int, int, int, int, int, bool, bool, int]) -> None:
+    """bn_attention vs NumpyBackend.attention: f32 and f16 caches, with and without the peer's
+    f16 rounding of q and p, empty cells and cells past a query's position; output between
+    guard bytes. NMSE bound: test-backend-ops' softmax 1e-6; measured over 2000 draws of this
+    strategy <= 3e-13 (f32 sums in another order), except f16 cache + peer rounding (summed
+    in llama.cpp's order, see bn_forward.c): 1.1e-8 (a probability next to an f16 rounding
+    boundary rounds the other way)."""
+    t, h, hkv, d, k, f16, peer, seed = case
+    rng = np.random.default_rng(seed)
+    dt = np.float16 if f16 else np.float32
+    q = (rng.standard_normal((t, h, d)) * 2).astype(np.float32)
+    kc = rng.standard_normal((k, hkv, d)).astype(dt)
+    vc = rng.standard_normal((k, hkv, d)).astype(dt)
+    kv_pos = np.arange(k, dtype=np.int64)
+    kv_pos[rng.random(k) < 0.2] = -1  # empty cells
+    q_pos = np.sort(rng.integers(0, k, size=t)).astype(np.int64)
+    mode = "peer" if peer else "none"
+    want = NumpyBackend(activation_quant=mode).attention(q, kc, vc, q_pos, kv_pos, 0.125)
+    out, whole = guarded((t, h * d))
+    rc = opt._lib.bn_attention(
+        opt._ffi.from_buffer("float[]", q), opt._ffi.from_buffer("uint8_t[]", kc),
+        opt._ffi.from_buffer("uint8_t[]", vc), int(f16), t, h, hkv, d, k,
+        opt._ffi.from_buffer("int64_t[]", q_pos), opt._ffi.from_buffer("int64_t[]", kv_pos), 0.125,
+        int(f16 and peer), opt._ffi.from_buffer("float[]", out), 2,
+    )
+    assert rc == 0
+    check_guards(whole)
+    assert nmse(out, want) <= NMSE_SOFTMAX, f"[{isa}] {case}: nmse {nmse(out, want):.3g}"
+    got = opt.OptimizedBackend(activation_quant=mode).attention(q, kc, vc, q_pos, kv_pos, 0.125)
+    assert np.array_equal(got, out)  # the backend method is this kernel
+
+
+def _eval_logits(path: Path, backend: NumpyBackend, hook: bool, n_ctx: int = 32) -> np.ndarray:
+    """Logits of a 7-token batch (n_batch 4: batches of 4 and 3) then 3 single tokens."""
+    from bitnet.model.model import Context, Model
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the loader's metadata-repair notes
+        ctx = Context(Model.load(path, backend=backend), n_ctx=n_ctx, n_batch=4)
+    if hook:
+        ctx.layer_hook = lambda il, x: None  # a hook makes graphs.forward run op by op
+    out = [ctx.eval([1, 504, 3458, 282, 4649, 314, 253])]
+    for tok in (1345, 17, 99):
+        out.append(ctx.eval([tok]))
+    ctx.kv_cache_seq_rm(5)  # rewrite positions 5.. over stale cells
+    out.append(ctx.eval([7, 8]))
+    return np.concatenate(out)
+
+
+@needs_ext
+@pytest.mark.parametrize(
+    "model",
+    ["smollm2", "llama-q4_0", "bitnet-tq2_0", "bitnet-i2_s", "bitnet-b1.58-i2_s"],
+)
+def test_fused_forward_is_the_per_op_path(model: str) -> None:
+    """OptimizedBackend.forward_layers (all layers in one C call, one parallel region) gives
+    the very bits of the per-op path (graphs.forward op by op, as with a layer_hook): same
+    kernels, same order; for both matmul modes, f32 and f16 caches, 1 and 3 threads,
+    batches, single tokens and a rewrite after kv_cache_seq_rm."""
+    from bitnet.harness.corpora import corpus_path
+    from bitnet.harness.synthetic import synthetic_path
+
+    if model == "smollm2":
+        path = corpus_path("models/SmolLM2-135M-Instruct.Q4_1.gguf")
+    else:
+        path = synthetic_path(model)
+    for mode in ("none", "peer"):
+        for threads in (1, 3):
+            be = opt.OptimizedBackend(activation_quant=mode, n_threads=threads)
+            fused = _eval_logits(path, be, hook=False)
+            per_op = _eval_logits(path, be, hook=True)
+            assert np.array_equal(fused, per_op), f"{model} {mode} threads={threads}"
+
+
+@needs_ext
+def test_fused_forward_matches_reference_backend() -> None:
+    """The fused path vs the numpy reference on a synthetic bitnet model (sub-norms, `.scale`
+    matmuls, NEOX rope): float path NMSE 1e-9 (measured 3.3e-13), same argmax everywhere."""
+    from bitnet.harness.synthetic import synthetic_path
+
+    path = synthetic_path("bitnet-tq2_0")
+    got = _eval_logits(path, opt.OptimizedBackend(n_threads=2), hook=False).astype(np.float64)
+    want = _eval_logits(path, NumpyBackend(), hook=False).astype(np.float64)
+    assert nmse(got, want) <= NMSE_FLOAT_PATH, nmse(got, want)
+    assert np.array_equal(got.argmax(1), want.argmax(1))
+
+
 # --------------------------------------------------------------------------------------
 # dispatch, selection, fallback
 

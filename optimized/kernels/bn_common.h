@@ -94,7 +94,7 @@ static inline int bn_nearest_int(float fval) {
 enum {
     K_MATMUL_F32, K_MATMUL_F16, K_MATMUL_Q8_0, K_MATMUL_Q4_0, K_MATMUL_Q4_1, K_MATMUL_Q4_K,
     K_MATMUL_Q6_K, K_MATMUL_TQ2_0, K_MATMUL_TQ1_0, K_MATMUL_I2_S, K_DOT_F32, K_DEQUANT,
-    K_RMS_NORM, K_SOFTMAX, K_ROPE, K_SWIGLU, K_RELU2_GLU, K_COUNT
+    K_RMS_NORM, K_SOFTMAX, K_ROPE, K_SWIGLU, K_RELU2_GLU, K_ATTENTION, K_COUNT
 };
 extern const int bn_kernel_masks[K_COUNT];
 int bn_isa_effective(void); /* the requested ISA clamped to what the CPU has */
@@ -109,5 +109,32 @@ int bn_dequant_row(int type, const void *row, float *y, int64_t n, float tensor_
 
 /* float dots (bn_quant_dot.c) */
 float bn_dot_f32(const float *a, const float *b, int64_t n);
+
+/* a prepared matmul y (T, N) = x (T, D) @ w (N, D)^T (bn_quant_dot.c); bn_matmul is
+ * setup + quantize + rows split over the pool; the fused forward (bn_forward.c) calls the
+ * steps itself inside its own parallel region. act_buf: bn_mm_act_bytes() bytes (mode 1). */
+typedef void (*bn_vec_dot_fn)(int64_t n, float *s, const void *vx, const void *vy);
+/* one weight row, four activation rows by bytes apart -> s[0..3] (the bits of four dots) */
+typedef void (*bn_vec_dot_x4_fn)(int64_t n, float *s, const void *vx, const void *vy, size_t by);
+typedef struct {
+    int type, mode;
+    const uint8_t *w;
+    int64_t N, D, T;
+    size_t w_row, a_row; /* bytes per weight row / activation row */
+    const float *x;      /* (T, D) */
+    const uint8_t *act;  /* (T, a_row) quantized activations (mode 1) */
+    const float *act_scale; const int32_t *act_sum; /* I2_S per-token info */
+    float w_scale;       /* I2_S per-tensor scale */
+    bn_vec_dot_fn dot;   /* the picked vec_dot (mode 1) */
+    bn_vec_dot_x4_fn dot_x4; /* its four-activation-row form (prefill), or NULL */
+    float *y;            /* (T, N) */
+    int failed;
+} bn_mm;
+int bn_mm_act_kind(int type, int mode);
+size_t bn_mm_act_bytes(int type, int64_t D, int64_t T, int mode);
+int bn_mm_setup(bn_mm *c, int type, const void *w, int64_t N, int64_t D, const float *x, int64_t T,
+                float *y, int mode, void *act_buf);
+void bn_mm_quantize(bn_mm *c, int64_t t0, int64_t t1); /* activation rows t0..t1 */
+void bn_mm_rows(bn_mm *c, int64_t n0, int64_t n1);     /* output features n0..n1 */
 
 #endif

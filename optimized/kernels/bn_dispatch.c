@@ -28,12 +28,13 @@ const int bn_kernel_masks[K_COUNT] = {
     [K_ROPE] = S,
     [K_SWIGLU] = S | A2 | A5,
     [K_RELU2_GLU] = S | A2 | A5 | NE,
+    [K_ATTENTION] = S | A2 | A5 | NE, /* AVX-512: the AVX2 loops, its own peer-order build */
 };
 
 static const char *const kernel_names[K_COUNT] = {
     "matmul_f32", "matmul_f16", "matmul_q8_0", "matmul_q4_0", "matmul_q4_1", "matmul_q4_k",
     "matmul_q6_k", "matmul_tq2_0", "matmul_tq1_0", "matmul_i2_s", "dot_f32", "dequantize_row",
-    "rms_norm", "softmax", "rope", "swiglu", "relu2_glu",
+    "rms_norm", "softmax", "rope", "swiglu", "relu2_glu", "attention",
 };
 
 static int cpu_best = -1;

@@ -99,7 +99,9 @@ def forward(
     """Run the layers over one batch and return the hidden state after output_norm.
 
     tokens: (T,) int; positions: (T,) int (cells to write in `cache`) -> (T, D).
-    layer_hook(il, x) sees each layer's output residual stream (T, D), for per-layer diffs.
+    layer_hook(il, x) sees each layer's output residual stream (T, D), for per-layer diffs;
+    without a hook, a backend with `forward_layers` (the C backend) runs all layers in one
+    call, with the same kernels and results as the per-op loop below.
     """
     t = len(tokens)
     bitnet = hp.arch in ("bitnet", "bitnet-b1.58")
@@ -108,6 +110,15 @@ def forward(
     kq_scale = hp.attention_scale if hp.attention_scale != 0.0 else 1.0 / math.sqrt(hd)
 
     x = ops.get_rows(w.tok_embd, tokens)  # (T, D)
+    fused = getattr(ops, "forward_layers", None) if layer_hook is None else None
+    if fused is not None:  # a backend that runs all layers in one call (bitnet.optimized)
+        n_kv = max(cache.n_used, int(positions.max()) + 1)
+        kv_pos = cache.pos[:n_kv].copy()  # (K,)
+        kv_pos[positions] = positions
+        out = fused(hp, w, cache, x, positions, kv_pos, rope, kq_scale)
+        if out is not None:
+            cache.mark(positions)
+            return ops.rms_norm(out, w.output_norm, hp.rms_eps)  # (T, D)
     for il, lw in enumerate(w.layers):
         # self-attention
         h = ops.rms_norm(x, lw.attn_norm, hp.rms_eps)  # (T, D)
