@@ -96,12 +96,18 @@ CONTRACTS: Sequence[Contract] = (
        "logprobs without logits_all, embed without embedding=True",
        f"{LLAMA}::test_missing_model_path", f"{LLAMA}::test_context_overflow_message",
        f"{LLAMA}::test_logprobs_and_embed_errors"),
-    _c("python.json-output", "Python API", "response_format json_object (and a JSON-schema "
-       "subset) produce valid JSON without grammars", "tests/test_json_constraint.py"),
+    _c("python.json-output", "Python API", "response_format json_object and JSON schemas ($ref, "
+       "anyOf, enum, pattern, bounds...) and tool-call arguments produce valid JSON without grammars",
+       "tests/test_json_constraint.py", f"{LLAMA}::test_forced_tool_call_identical"),
     _c("python.chat", "Python API", "chat templates render token-identical; sandboxed",
        f"{LLAMA}::test_builtin_chat_formats_render_identically",
        f"{LLAMA}::test_gguf_template_renders_token_identical",
        f"{LLAMA}::test_chat_template_injection_is_sandboxed"),
+    _c("python.tools", "Python API", "tools / tool_choice / functions: chatml-function-calling, "
+       "functionary and any template's forced tool calls, same dicts as llama-cpp-python",
+       f"{LLAMA}::test_forced_tool_call_identical", f"{LLAMA}::test_legacy_functions_and_stream",
+       f"{LLAMA}::test_chatml_function_calling_auto", f"{LLAMA}::test_function_calling_errors_match",
+       f"{LLAMA}::test_functionary_plain_chat"),
     # tokenizers
     _c("tokenizer.gpt2-bpe", "Tokenizers", "GPT-2 BPE, including variants with missing metadata",
        *_vocab_checks("gpt-2"), f"{TOK}::test_missing_pre_uses_llamacpp_default_without_repair",

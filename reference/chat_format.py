@@ -15,17 +15,34 @@ tokenizes to the same ids), then run `Llama.create_completion` and reshape its r
 
 `response_format={"type": "json_object"}` (optionally with a schema from the subset in
 `bitnet.json_constraint`) is honoured without a grammar: the handler adds a `JSONOutput`
-marker that the sampler turns into a JSON-prefix constraint.
+marker that the sampler turns into a reject-and-resample constraint.
 
-Left out: the handlers that need grammars or vision models (functionary*,
-chatml-function-calling, llava and friends) and `tool_choice` naming one tool: they raise
-NotImplementedError saying so. A `logits_processor` is the way to constrain tokens here.
+Function calling as llama-cpp-python does it, its GBNF grammars replaced by constraint markers:
+- every template / built-in format: `tools` + a named `tool_choice` (or legacy `functions` +
+  `function_call={"name": ...}`) constrains the reply to the tool's parameter schema and
+  returns one tool call (ids "call__0_<name>_<completion id>", finish_reason "tool_calls",
+  streamed as llama-cpp-python streams it); a schema outside the supported subset falls back
+  to plain JSON, as llama-cpp-python falls back to its JSON grammar.
+- "chatml-function-calling": the same template (HTML autoescape and jinja2's sorted-key
+  tojson included), forced and automatic tool choice (the `functions.<name>:` /
+  `message:` choice is a `choices` marker, the GBNF `root ::= "a" | "b"`), its quirks kept.
+- "functionary" (v0): the same prompt and control flow (its first, unconstrained completion
+  in "auto" mode uses create_completion's defaults, so it samples at temperature 0.8).
+- "functionary-v1" / "functionary-v2" need the model's HuggingFace tokenizer
+  (`Llama(tokenizer=LlamaHFTokenizer...)`): without one they fail with llama-cpp-python's
+  AssertionError, with one (and `transformers`) they raise NotImplementedError here.
+The arguments follow llama-cpp-python's `json_schema_to_gbnf` layout (`compact` in
+`bitnet.json_constraint`), so with SmolLM2 at temperature 0 they come out token-identical.
+Known differences: llama.cpp's generated grammars also cap integer digits (16) and let raw
+control characters into strings; the json_object grammar (JSON_GBNF) allows "\n" plus up to
+20 spaces/tabs where ours allows up to 20 whitespace bytes; vision handlers are not provided.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from datetime import datetime
 from typing import (
     TYPE_CHECKING,
@@ -392,6 +409,137 @@ def _convert_completion_to_chat(completion_or_chunks: Any, stream: bool = False)
     return _convert_text_completion_to_chat(completion_or_chunks)
 
 
+def _one_tool_call_response(completion: Any, name: str, tool_id: str) -> Any:
+    """A text completion of one call's arguments as llama-cpp-python's chat.completion with
+    `function_call` and a single `tool_calls` entry (finish_reason "tool_calls")."""
+    text = completion["choices"][0]["text"]
+    return {
+        "id": "chat" + completion["id"],
+        "object": "chat.completion",
+        "created": completion["created"],
+        "model": completion["model"],
+        "choices": [
+            {
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "content": None,
+                    "function_call": {"name": name, "arguments": text},
+                    "tool_calls": [
+                        {"id": tool_id, "type": "function", "function": {"name": name, "arguments": text}}
+                    ],
+                },
+                "logprobs": _convert_text_completion_logprobs_to_chat(completion["choices"][0]["logprobs"]),
+                "finish_reason": "tool_calls",
+            }
+        ],
+        "usage": completion["usage"],
+    }
+
+
+def _convert_completion_to_chat_function(
+    tool_name: str, completion_or_chunks: Any, stream: bool
+) -> Any:
+    """A completion of a forced tool's arguments as a chat completion with one tool call
+    (llama-cpp-python's `_convert_completion_to_chat_function`, same ids and chunks)."""
+    if not stream:
+        completion = completion_or_chunks
+        assert "usage" in completion
+        tool_id = "call_" + "_0_" + tool_name + "_" + completion["id"]
+        return _one_tool_call_response(completion, tool_name, tool_id)
+    return _function_stream(tool_name, completion_or_chunks)
+
+
+def _function_stream(tool_name: str, chunks: Iterator[Dict[str, Any]]) -> Iterator[Dict[str, Any]]:
+    def call_delta(text: str, tool_id: str) -> Dict[str, Any]:
+        return {
+            "role": None,
+            "content": None,
+            "function_call": {"name": tool_name, "arguments": text},
+            "tool_calls": [
+                {
+                    "index": 0,
+                    "id": tool_id,
+                    "type": "function",
+                    "function": {"name": tool_name, "arguments": text},
+                }
+            ],
+        }
+
+    empty = {"role": None, "content": None, "function_call": None, "tool_calls": None}
+    id_: Optional[str] = None
+    created: Optional[int] = None
+    model: Optional[str] = None
+    tool_id = ""
+    for chunk in chunks:
+        choice = chunk["choices"][0]
+        if id_ is None:
+            id_, created, model = "chat" + chunk["id"], chunk["created"], chunk["model"]
+            tool_id = "call_" + "_0_" + tool_name + "_" + chunk["id"]
+            yield {
+                "id": id_,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": None,
+                        "logprobs": None,
+                        "delta": {"role": "assistant", "content": None, "function_call": None,
+                                  "tool_calls": None},
+                    }
+                ],
+            }
+        yield {
+            "id": "chat" + chunk["id"],
+            "object": "chat.completion.chunk",
+            "created": chunk["created"],
+            "model": chunk["model"],
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": None,
+                    "logprobs": _convert_text_completion_logprobs_to_chat(choice["logprobs"]),
+                    "delta": call_delta(choice["text"], tool_id),
+                }
+            ],
+        }
+    if id_ is not None and created is not None and model is not None:
+        yield {
+            "id": id_,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [
+                {"index": 0, "finish_reason": "tool_calls", "logprobs": None, "delta": dict(empty)}
+            ],
+        }
+
+
+def _arguments_marker(schema: Any, verbose: bool = False) -> Any:
+    """JSONOutput for a tool's parameter schema; plain JSON when the schema is outside what
+    bitnet.json_constraint supports (llama-cpp-python falls back to JSON_GBNF likewise)."""
+    from .json_constraint import JSONOutput
+
+    try:
+        return JSONOutput(schema=schema, compact=True)
+    except (NotImplementedError, ValueError, TypeError) as e:
+        if verbose:
+            print(f"Failed to parse function body as JSON schema, falling back to JSON: {e}",
+                  file=sys.stderr)
+        return JSONOutput()
+
+
+def _with_marker(logits_processor: Optional[Any], marker: Any) -> Any:
+    """`logits_processor` plus a constraint marker (replacing any earlier marker)."""
+    from .json_constraint import JSONOutput
+    from .llama_compat import LogitsProcessorList
+
+    kept = [p for p in logits_processor or [] if not isinstance(p, JSONOutput)]
+    return LogitsProcessorList([*kept, marker])
+
+
 def chat_formatter_to_chat_completion_handler(chat_formatter: ChatFormatter) -> ChatCompletionHandler:
     """Wrap a formatter into a handler: render, tokenize (special=True), complete, reshape."""
 
@@ -445,6 +593,7 @@ def chat_formatter_to_chat_completion_handler(chat_formatter: ChatFormatter) -> 
             stop = stop + rstop
         stopping_criteria = result.stopping_criteria
 
+        marker = None
         if response_format is not None and response_format.get("type") == "json_object":
             # where llama-cpp-python builds a JSON grammar, a JSONOutput marker asks the sampler
             # for its reject-and-resample JSON constraint (bitnet.json_constraint); a schema
@@ -452,8 +601,7 @@ def chat_formatter_to_chat_completion_handler(chat_formatter: ChatFormatter) -> 
             from .json_constraint import JSONOutput
 
             schema = response_format.get("schema")
-            marker = JSONOutput(schema=schema) if schema is not None else JSONOutput()
-            logits_processor = list(logits_processor or []) + [marker]
+            marker = JSONOutput(schema=schema, compact=True) if schema is not None else JSONOutput()
         if functions is not None:
             tools = [{"type": "function", "function": function} for function in functions]
         if function_call is not None:
@@ -461,15 +609,17 @@ def chat_formatter_to_chat_completion_handler(chat_formatter: ChatFormatter) -> 
                 tool_choice = function_call
             if isinstance(function_call, dict) and "name" in function_call:
                 tool_choice = {"type": "function", "function": {"name": function_call["name"]}}
+        tool = None
         if tool_choice is not None and isinstance(tool_choice, dict) and tools is not None:
             name = tool_choice["function"]["name"]
             tool = next((t for t in tools if t["function"]["name"] == name), None)
             if tool is None:
                 raise ValueError(f"Tool choice '{name}' not found in tools.")
-            raise NotImplementedError(
-                f"tool_choice naming a function ({name!r}) constrains output to its JSON "
-                f"schema with a grammar; {GRAMMAR_HINT}"
-            )
+            # the arguments follow the tool's parameter schema (plain JSON if it is outside
+            # what bitnet.json_constraint supports, as llama-cpp-python falls back to JSON_GBNF)
+            marker = _arguments_marker(tool["function"]["parameters"], llama.verbose)
+        if marker is not None:
+            logits_processor = _with_marker(logits_processor, marker)
 
         completion_or_chunks = llama.create_completion(
             prompt=prompt,
@@ -496,6 +646,10 @@ def chat_formatter_to_chat_completion_handler(chat_formatter: ChatFormatter) -> 
             grammar=grammar,
             logit_bias=logit_bias,
         )
+        if tool is not None:
+            return _convert_completion_to_chat_function(
+                tool["function"]["name"], completion_or_chunks, stream
+            )
         return _convert_completion_to_chat(completion_or_chunks, stream=stream)
 
     return chat_completion_handler
@@ -834,14 +988,527 @@ def format_gemma(messages: List[Message], **kwargs: Any) -> ChatFormatterRespons
     return ChatFormatterResponse(prompt=prompt, stop=sep)
 
 
-def _unsupported_handler(name: str, why: str) -> ChatCompletionHandler:
-    def handler(**kwargs: Any) -> Any:
-        raise NotImplementedError(f"chat_format {name!r} is not implemented here: {why}")
-
-    return handler
+# ---------------------------------------------------------------------------------------------
+# function calling (llama-cpp-python's custom handlers; its grammars become constraint markers)
 
 
-for _name in ("functionary", "functionary-v1", "functionary-v2", "chatml-function-calling"):
-    LlamaChatCompletionHandlerRegistry().register_chat_completion_handler(
-        _name, _unsupported_handler(_name, "function calling needs grammar-constrained decoding")
+def _sampling(**kwargs: Any) -> Dict[str, Any]:
+    return kwargs
+
+
+def _literal_marker(choices: List[str]) -> Any:
+    """The constraint of a GBNF `root ::= "a" | "b" | ...` (text one of `choices`)."""
+    from .json_constraint import JSONOutput
+
+    return JSONOutput(choices=choices)
+
+
+# llama-cpp-python's chatml-function-calling template, verbatim (it decides the prompt tokens)
+CHATML_FUNCTION_CALLING_TEMPLATE = (
+    "{% for message in messages %}"
+    "<|im_start|>{{ message.role }}\n"
+    "{% if message.role == 'system' %}"
+    "{{ message.content }}"
+    "{% if tool_calls %}"
+    "\n\nYou have access to the following functions:\n"
+    "{% for tool in tools %}"
+    "\nfunctions.{{ tool.function.name }}:\n"
+    "{{ tool.function.parameters | tojson }}"
+    "\n{% endfor %}"
+    "\n\nYou can respond to users messages with either a single message or one or more function calls."
+    "\n\nTo respond with a message begin the message with 'message:', use the following format:"
+    "\n\nmessage:"
+    "\n<message>"
+    "\n\nTo respond with one or more function calls begin the message with 'functions.<function_name>:', use the following format:"  # noqa: E501
+    "\n\nfunctions.<function_name>:"
+    '\n{ "arg1": "value1", "arg2": "value2" }'
+    "\nfunctions.<function_name>:"
+    '\n{ "arg1": "value1", "arg2": "value2" }'
+    "{% endif %}"
+    "<|im_end|>\n"
+    "{% endif %}"
+    "{% if message.role == 'user' %}"
+    "{{ message.content }}"
+    "<|im_end|>\n"
+    "{% endif %}"
+    "{% if message.role == 'assistant' %}"
+    "{% if message.content and message.content | length > 0 %}"
+    "{% if tool_calls %}"
+    "message:\n"
+    "{% endif %}"
+    "{{ message.content }}"
+    "<|im_end|>\n"
+    "{% endif %}"
+    "{% if 'tool_calls' in message %}"
+    "{% for tool_call in message.tool_calls %}"
+    "functions.{{ tool_call.function.name }}:\n"
+    "{{ tool_call.function.arguments }}"
+    "{% endfor %}"
+    "<|im_end|>\n"
+    "{% endif %}"
+    "{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def _chatml_function_calling_renderer() -> Any:
+    # the same environment as llama-cpp-python: HTML autoescape for string templates (so "<"
+    # in contents renders as "&lt;"), jinja2's own tojson (sorted keys, HTML-safe), strict
+    return ImmutableSandboxedEnvironment(
+        autoescape=jinja2.select_autoescape(["html", "xml"]),
+        undefined=jinja2.StrictUndefined,
+    ).from_string(CHATML_FUNCTION_CALLING_TEMPLATE)
+
+
+@register_chat_completion_handler("chatml-function-calling")
+def chatml_function_calling(  # noqa: C901 (mirrors llama-cpp-python's one function)
+    llama: Llama,
+    messages: List[Message],
+    functions: Optional[List[Dict[str, Any]]] = None,
+    function_call: Optional[Any] = None,
+    tools: Optional[List[Dict[str, Any]]] = None,
+    tool_choice: Optional[Any] = None,
+    temperature: float = 0.2,
+    top_p: float = 0.95,
+    top_k: int = 40,
+    min_p: float = 0.05,
+    typical_p: float = 1.0,
+    stream: bool = False,
+    stop: Optional[Union[str, List[str]]] = [],  # noqa: B006 (llama-cpp-python's default)
+    response_format: Optional[Dict[str, Any]] = None,
+    max_tokens: Optional[int] = None,
+    presence_penalty: float = 0.0,
+    frequency_penalty: float = 0.0,
+    repeat_penalty: float = 1.1,
+    tfs_z: float = 1.0,
+    mirostat_mode: int = 0,
+    mirostat_tau: float = 5.0,
+    mirostat_eta: float = 0.1,
+    model: Optional[str] = None,
+    logits_processor: Optional[Any] = None,
+    grammar: Optional[Any] = None,
+    logprobs: Optional[bool] = None,
+    top_logprobs: Optional[int] = None,
+    **kwargs: Any,
+) -> Any:
+    """ChatML with tools: a message or one or more `functions.<name>:` calls whose arguments
+    follow the tool's parameter schema. The model first picks `message:` or a function name
+    (greedy, constrained to those strings), then writes the message or the arguments; after
+    each call it picks another function or `<|im_end|>`. Streaming works for plain messages
+    and forced tool choices; automatic tool choice with stream=True raises ValueError (as in
+    llama-cpp-python)."""
+    renderer = _chatml_function_calling_renderer()
+    if functions is not None:
+        tools = [{"type": "function", "function": function} for function in functions]
+    if function_call is not None:
+        if isinstance(function_call, str) and function_call in ("none", "auto"):
+            tool_choice = function_call
+        if isinstance(function_call, dict) and "name" in function_call:
+            tool_choice = {"type": "function", "function": {"name": function_call["name"]}}
+
+    stop = (
+        [stop, "<|im_end|>"] if isinstance(stop, str)
+        else stop + ["<|im_end|>"] if stop
+        else ["<|im_end|>"]
+    )
+    common = _sampling(
+        top_p=top_p, top_k=top_k, min_p=min_p, typical_p=typical_p,
+        presence_penalty=presence_penalty, frequency_penalty=frequency_penalty,
+        repeat_penalty=repeat_penalty, tfs_z=tfs_z, mirostat_mode=mirostat_mode,
+        mirostat_tau=mirostat_tau, mirostat_eta=mirostat_eta, model=model,
+    )
+
+    # case 1: no tool choice -- a plain ChatML completion
+    if (
+        tool_choice is None
+        or (isinstance(tool_choice, str) and tool_choice == "none")
+        or tools is None
+        or len(tools) == 0
+    ):
+        prompt = renderer.render(messages=messages, tools=[], tool_calls=None,
+                                 add_generation_prompt=True)
+        lp = logits_processor
+        if response_format is not None and response_format["type"] == "json_object":
+            from .json_constraint import JSONOutput
+
+            schema = response_format.get("schema")
+            lp = _with_marker(lp, _arguments_marker(schema) if schema is not None else JSONOutput())
+        return _convert_completion_to_chat(
+            llama.create_completion(
+                prompt=prompt, temperature=temperature, stream=stream, stop=stop,
+                max_tokens=max_tokens, logits_processor=lp, grammar=grammar,
+                logprobs=top_logprobs if logprobs else None, **common,
+            ),
+            stream=stream,
+        )
+
+    # case 2: a forced tool
+    if isinstance(tool_choice, dict):
+        tool_name = tool_choice["function"]["name"]
+        tool = next((t for t in tools if t["function"]["name"] == tool_name), None)
+        if tool is None:
+            raise ValueError(f"Tool with name '{tool_name}' not found in tools")
+        prompt = renderer.render(messages=messages, tools=tools, tool_calls=True,
+                                 add_generation_prompt=True)
+        prompt += f"functions.{tool_name}:\n"
+        marker = _arguments_marker(tool["function"]["parameters"], llama.verbose)
+        completion_or_chunks = llama.create_completion(
+            prompt=prompt, temperature=temperature, stream=stream, stop=stop,
+            max_tokens=max_tokens, logits_processor=_with_marker(logits_processor, marker),
+            **common,
+        )
+        return _convert_completion_to_chat_function(tool_name, completion_or_chunks, stream)
+
+    # case 3: automatic tool choice
+    assert isinstance(tool_choice, str) and tool_choice == "auto"
+    function_names = [f"functions.{tool['function']['name']}:" for tool in tools]
+    initial_choices = function_names + ["message:"]
+    follow_up_choices = function_names + ["<|im_end|>"]
+    prompt = renderer.render(messages=messages, tools=tools, tool_calls=True,
+                             add_generation_prompt=True)
+    completion: Dict[str, Any] = llama.create_completion(
+        prompt=prompt, temperature=0, stream=False, stop=[":"], max_tokens=None,
+        logits_processor=_with_marker(logits_processor, _literal_marker(initial_choices)),
+        **common,
+    )
+    text = completion["choices"][0]["text"]
+    if "message" in text:
+        return _convert_completion_to_chat(
+            llama.create_completion(
+                prompt=prompt + "message:\n", temperature=temperature, stream=stream,
+                stop=["<|im_end|>"], logprobs=top_logprobs if logprobs else None,
+                max_tokens=None,
+                # subtle: llama-cpp-python constrains the message with the follow-up grammar
+                # (a function name or "<|im_end|>"), kept for identical output
+                logits_processor=_with_marker(logits_processor, _literal_marker(follow_up_choices)),
+                **common,
+            ),
+            stream=stream,
+        )
+
+    # one or more function calls
+    tool_name = text[len("functions."):]
+    tool = next((t for t in tools if t["function"]["name"] == tool_name), None)
+    if not stream:
+        completions: List[Dict[str, Any]] = []
+        completions_tool_name: List[str] = []
+        while tool is not None:
+            prompt += f"functions.{tool_name}:\n"
+            marker = _arguments_marker(tool["function"]["parameters"], llama.verbose)
+            call: Dict[str, Any] = llama.create_completion(
+                prompt=prompt, temperature=temperature, stream=False, stop=stop,
+                max_tokens=None, logits_processor=_with_marker(logits_processor, marker),
+                **common,
+            )
+            completions.append(call)
+            completions_tool_name.append(tool_name)
+            prompt += call["choices"][0]["text"]
+            prompt += "\n"
+            response: Dict[str, Any] = llama.create_completion(
+                prompt=prompt, temperature=temperature, stream=False, stop=stop,
+                max_tokens=None,
+                logits_processor=_with_marker(logits_processor, _literal_marker(follow_up_choices)),
+                **common,
+            )
+            tool_name = response["choices"][0]["text"][len("functions."):]
+            tool = next((t for t in tools if t["function"]["name"] == tool_name), None)
+
+        # subtle, as in llama-cpp-python: "function_call" (one call only) names the last text
+        # the follow-up produced, and id / logprobs come from the first (choice) completion
+        function_call_dict: Dict[str, Any] = (
+            {"function_call": {"name": tool_name,
+                               "arguments": completions[0]["choices"][0]["text"]}}
+            if len(completions) == 1 else {}
+        )
+        return {
+            "id": "chat" + completion["id"],
+            "object": "chat.completion",
+            "created": completion["created"],
+            "model": completion["model"],
+            "choices": [
+                {
+                    "finish_reason": "tool_calls",
+                    "index": 0,
+                    "logprobs": _convert_text_completion_logprobs_to_chat(
+                        completion["choices"][0]["logprobs"]
+                    ),
+                    "message": {
+                        "role": "assistant",
+                        "content": None,
+                        "tool_calls": [
+                            {
+                                "id": "call_" + f"_{i}_" + name + "_" + c["id"],
+                                "type": "function",
+                                "function": {"name": name, "arguments": c["choices"][0]["text"]},
+                            }
+                            for i, (name, c) in enumerate(zip(completions_tool_name, completions))
+                        ],
+                        **function_call_dict,
+                    },
+                }
+            ],
+            "usage": {
+                "completion_tokens": sum(
+                    c["usage"]["completion_tokens"] if "usage" in c else 0 for c in completions
+                ),
+                "prompt_tokens": sum(
+                    c["usage"]["prompt_tokens"] if "usage" in c else 0 for c in completions
+                ),
+                "total_tokens": sum(
+                    c["usage"]["total_tokens"] if "usage" in c else 0 for c in completions
+                ),
+            },
+        }
+    raise ValueError("Automatic streaming tool choice is not supported")
+
+
+_FUNCTIONARY_SYSTEM_MESSAGE = (
+    "A chat between a curious user and an artificial intelligence assistant. The assistant gives "
+    "helpful, detailed, and polite answers to the user's questions. The assistant calls functions "
+    "with appropriate input when necessary"
+)
+
+
+def _functionary_type(param: Dict[str, Any], indent_level: int) -> str:
+    """A parameter schema as functionary's TypeScript-like type."""
+    indent = "  " * indent_level
+    if "$ref" in param:
+        return str(param["$ref"].split("/")[-1])
+    if param.get("type") == "array":
+        return f"Array<{_functionary_type(param.get('items', {}), indent_level + 1)}>"
+    if param.get("type") == "object":
+        nested = "{\n"
+        for name, nested_param in param.get("properties", {}).items():
+            nested += f"{indent}  {name}: {_functionary_type(nested_param, indent_level + 1)},\n"
+        return nested + indent + "}"
+    if "enum" in param:
+        return " | ".join([f'"{value}"' for value in param["enum"]])
+    return str(param.get("type", "any"))
+
+
+def _functionary_shared_definitions(shared_defs: Dict[str, Any], indent_level: int) -> str:
+    indent = "  " * indent_level
+    out = ""
+    for def_name, def_properties in shared_defs.items():
+        out += f"{indent}type {def_name} = "
+        if def_properties.get("type") == "object":
+            out += _functionary_type(def_properties, indent_level)
+        elif "enum" in def_properties:
+            out += " | ".join([f'"{value}"' for value in def_properties["enum"]])
+        out += ";\n"
+    return out
+
+
+def _functionary_schema(functions: List[Dict[str, Any]], v0: bool, namespace: str = "functions") -> str:
+    """The `namespace functions { ... }` system text (v0 indents members, v1/v2 do not)."""
+    pad, pad2 = ("  ", "    ") if v0 else ("", "")
+    schema = "// Supported function definitions that should be called when necessary.\n"
+    schema += f"namespace {namespace} {{\n\n"
+    shared: Dict[str, Any] = {}
+    for function in functions:
+        shared.update(function.get("parameters", {}).get("$defs", {}))
+    schema += _functionary_shared_definitions(shared, 1)
+    for function in functions:
+        parameters = function.get("parameters", {})
+        required_params = parameters.get("required", [])
+        schema += f"{pad}// {function.get('description', '')}\n"
+        schema += f"{pad}type {function['name']} = (_: {{\n"
+        for param_name, param in parameters.get("properties", {}).items():
+            optional = "" if param_name in required_params else "?"
+            schema += f"{pad2}// {param.get('description', '')}\n"
+            schema += f"{pad2}{param_name}{optional}: {_functionary_type(param, 2)},\n"
+        schema += f"{pad}}}) => any;\n\n"
+    schema += f"}} // namespace {namespace}" + ("\n" if v0 else "")
+    return schema
+
+
+def _functionary_v0_message(msg: Message) -> str:
+    if msg["role"] == "system":
+        return f"system:\n{msg['content']}\n"
+    if msg["role"] == "function" and "name" in msg:
+        return f"function name={msg['name']}:\n{msg['content']}\n"
+    if msg["role"] == "function" and "function_call" in msg:
+        call = msg["function_call"]
+        return f"function name={call['name']}:\n{call['arguments']}\n"
+    if msg["role"] == "tool":
+        if msg["content"] is not None:
+            return f"function name={msg['tool_call_id']}:\n{msg['content']}\n"
+        return f"function name={msg['tool_call_id']}\n"
+    if msg["role"] == "user":
+        if msg["content"] is None:
+            return "user:\n</s></s>\n"
+        return f"user:\n</s>{msg['content']}</s>\n"
+    if msg["role"] == "assistant":
+        if msg["content"] is not None and "function_call" in msg:
+            call = msg["function_call"]
+            return (f"assistant:\n{msg['content']}\nassistant to={call['name']}:\n"
+                    f"{call['arguments']}</s>\n")
+        if "function_call" in msg:
+            call = msg["function_call"]
+            return f"assistant to={call['name']}:\n{call['arguments']}</s>\n"
+        if "tool_calls" in msg and len(msg["tool_calls"]) > 0:
+            tool_call = msg["tool_calls"][0]  # llama-cpp-python returns on the first one
+            return f"assistant to={tool_call['id']}:\n{tool_call['function']['arguments']}</s>\n"
+        if msg["content"] is None:
+            return "assistant"
+        return f"assistant:\n{msg['content']}\n"
+    raise ValueError(f"Unsupported role: {msg['role']}")
+
+
+def _functionary_messages(
+    messages: List[Message],
+    system: List[str],
+) -> List[Message]:
+    """System messages, then the conversation with function names prefixed "functions."
+    (the caller's message dicts are updated in place, as llama-cpp-python does)."""
+    all_messages: List[Message] = [{"role": "system", "content": c} for c in system]
+    all_messages.append({"role": "system", "content": _FUNCTIONARY_SYSTEM_MESSAGE})
+    for message in messages:
+        if message["role"] == "function" and "name" in message:
+            message["name"] = f"functions.{message['name']}"
+        if "function_call" in message:
+            message["function_call"]["name"] = f"functions.{message['function_call']['name']}"
+        all_messages.append(message)
+    return all_messages
+
+
+def functionary_v0_prompt(
+    messages: List[Message],
+    functions: Optional[List[Dict[str, Any]]] = None,
+    tools: Optional[List[Dict[str, Any]]] = None,
+) -> str:
+    """The prompt of the "functionary" chat format (without the reply's opening)."""
+    system = []
+    if functions is not None:
+        system.append(_functionary_schema(functions, v0=True))
+    if tools is not None:
+        system.append(_functionary_schema(
+            [tool["function"] for tool in tools if tool["type"] == "function"], v0=True))
+    all_messages = _functionary_messages(messages, system)
+    all_messages.append({"role": "assistant", "content": None})
+    return "".join(_functionary_v0_message(msg) for msg in all_messages)
+
+
+def _parameters_of(name: Any, functions: Optional[List[Dict[str, Any]]],
+                   tools: Optional[List[Dict[str, Any]]]) -> Any:
+    body = None
+    for function in functions or []:
+        if function["name"] == name:
+            body = function["parameters"]
+            break
+    for tool in tools or []:
+        if tool["type"] == "function" and tool["function"]["name"] == name:
+            body = tool["function"]["parameters"]
+            break
+    return body
+
+
+@register_chat_completion_handler("functionary")
+def functionary_chat_handler(
+    llama: Llama,
+    messages: List[Message],
+    functions: Optional[List[Dict[str, Any]]] = None,
+    function_call: Optional[Any] = None,
+    tools: Optional[List[Dict[str, Any]]] = None,
+    tool_choice: Optional[Any] = None,
+    temperature: float = 0.2,
+    top_p: float = 0.95,
+    top_k: int = 40,
+    min_p: float = 0.05,
+    typical_p: float = 1.0,
+    stream: bool = False,
+    stop: Optional[Union[str, List[str]]] = [],  # noqa: B006 (llama-cpp-python's default)
+    response_format: Optional[Dict[str, Any]] = None,
+    max_tokens: Optional[int] = None,
+    presence_penalty: float = 0.0,
+    frequency_penalty: float = 0.0,
+    repeat_penalty: float = 1.1,
+    tfs_z: float = 1.0,
+    mirostat_mode: int = 0,
+    mirostat_tau: float = 5.0,
+    mirostat_eta: float = 0.1,
+    model: Optional[str] = None,
+    logits_processor: Optional[Any] = None,
+    grammar: Optional[Any] = None,
+    **kwargs: Any,
+) -> Any:
+    """The first functionary format (`system:` / `user:` / `assistant to=functions.x:`).
+
+    As in llama-cpp-python: without functions it is a plain chat; with tool_choice "auto" (or
+    none given) a first completion with create_completion's defaults (temperature 0.8, the
+    instance seed) picks the function; the arguments are then constrained to the function's
+    parameter schema; only stream=False is supported for calls (AssertionError otherwise).
+    """
+    common = _sampling(
+        top_p=top_p, top_k=top_k, min_p=min_p, typical_p=typical_p,
+        presence_penalty=presence_penalty, frequency_penalty=frequency_penalty,
+        repeat_penalty=repeat_penalty, tfs_z=tfs_z, mirostat_mode=mirostat_mode,
+        mirostat_tau=mirostat_tau, mirostat_eta=mirostat_eta, model=model,
+    )
+    if tools is not None:
+        functions = [tool["function"] for tool in tools if tool["type"] == "function"]
+    if tool_choice is not None:
+        function_call = tool_choice if isinstance(tool_choice, str) else tool_choice["function"]
+    prompt = functionary_v0_prompt(messages, functions, tools)
+
+    if function_call is None and (functions is None or len(functions) == 0):
+        completion_or_chunks = llama.create_completion(
+            prompt=prompt + ":\n", temperature=temperature, stream=stream,
+            stop=["user:", "</s>"], max_tokens=max_tokens, logits_processor=logits_processor,
+            grammar=grammar, **common,
+        )
+        return _convert_completion_to_chat(completion_or_chunks, stream=stream)
+
+    if function_call is None or (isinstance(function_call, str) and function_call == "auto"):
+        first: Dict[str, Any] = llama.create_completion(
+            prompt=prompt, stop="\n", stream=False
+        )
+        completion_text = first["choices"][0]["text"]
+        # strip " to=functions." and the ending ":"
+        function_call = completion_text.split(".")[-1][:-1]
+        new_prompt = prompt + completion_text + "\n"
+    elif isinstance(function_call, str) and function_call != "none":
+        new_prompt = prompt + ":\n"
+    elif isinstance(function_call, dict):
+        new_prompt = prompt + f" to=functions.{function_call['name']}:\n"
+        function_call = function_call["name"]
+    else:
+        new_prompt = prompt + ":\n"
+
+    function_body = _parameters_of(function_call, functions, tools)
+    from .json_constraint import JSONOutput
+
+    marker = (_arguments_marker(function_body, llama.verbose) if function_body is not None
+              else JSONOutput())
+    completion: Dict[str, Any] = llama.create_completion(
+        prompt=new_prompt, stop=["user:", "</s>"], stream=False, max_tokens=max_tokens,
+        temperature=temperature, logits_processor=_with_marker(logits_processor, marker),
+        **common,
+    )
+    assert "usage" in completion
+    assert isinstance(function_call, str)
+    assert stream is False  # llama-cpp-python: "TODO: support stream mode"
+    if llama.verbose:
+        print(new_prompt)
+        print(completion["choices"][0]["text"])
+    return _one_tool_call_response(completion, function_call, function_call)
+
+
+@register_chat_completion_handler("functionary-v1")
+@register_chat_completion_handler("functionary-v2")
+def functionary_v1_v2_chat_handler(llama: Llama, messages: List[Message], **kwargs: Any) -> Any:
+    """functionary v1/v2 render through the model's HuggingFace tokenizer (its chat template
+    and special tokens), which llama-cpp-python takes from `Llama(tokenizer=LlamaHFTokenizer)`;
+    without one it fails with the same AssertionError, without `transformers` with the same
+    ImportError."""
+    tokenizer = llama.tokenizer_
+    assert hasattr(tokenizer, "hf_tokenizer"), (
+        "Please provide a valid hf_tokenizer_path from https://huggingface.co/meetkai when "
+        "initializing the Llama class"
+    )
+    import transformers  # noqa: F401 (llama-cpp-python imports AutoTokenizer here)
+
+    raise NotImplementedError(
+        "functionary-v1/v2 with a HuggingFace tokenizer is not implemented in bitnet.llama_compat"
     )

@@ -33,12 +33,14 @@ JSON output without grammars: `response_format={"type": "json_object"}` is honou
 reject-and-resample constraint (`bitnet.json_constraint`; a `JSONOutput()` in
 `logits_processor` does the same for create_completion): the text is an RFC 8259 object, at
 most 20 whitespace bytes in a row, none before the opening brace, and nothing after the
-closing brace but end of generation. With a "schema" the value must match it; only the subset
-in `bitnet.json_constraint.SCHEMA_SUBSET` is supported (NotImplementedError naming the keyword
-otherwise; llama-cpp-python falls back to plain JSON when its converter fails).
+closing brace but end of generation. With a "schema" the value must match it, laid out as
+llama-cpp-python's schema grammars lay it out; the subset in
+`bitnet.json_constraint.SCHEMA_SUBSET` is supported (NotImplementedError naming the keyword
+otherwise; llama-cpp-python falls back to plain JSON when its converter fails). Tools and the
+function-calling chat formats: see `bitnet.chat_format`.
 
-Divergences from llama-cpp-python, on purpose: grammar= (and a schema outside that subset / a
-forced tool_choice, which need grammars) raise NotImplementedError; detokenize returns pieces longer
+Divergences from llama-cpp-python, on purpose: grammar= (and a response_format schema outside
+that subset) raise NotImplementedError; detokenize returns pieces longer
 than 32 bytes whole (llama-cpp-python mangles them); stopping criteria get the logits the
 token was sampled from (llama-cpp-python passes row 0 of its scores); passing logit_bias and
 logits_processor together applies both (llama-cpp-python drops both, `list.extend` returns
@@ -870,12 +872,17 @@ class Llama:
             return None
         tok = self._vocab_tok
         return JSONConstraint(
-            piece=lambda t: tok.token_to_piece(t, 0, False),
+            # llama.cpp's grammar matches a token by its piece with special=true (a control
+            # token like <|im_start|> is the text "<|im_start|>"); end-of-generation tokens
+            # only end a complete text
+            piece=lambda t: tok.token_to_piece(t, 0, True),
             is_eog=self._is_eog,
             top=marker.top,
             max_ws=marker.max_ws,
             leading_ws=marker.leading_ws,
             schema=marker.schema,
+            choices=marker.choices,
+            compact=marker.compact,
         )
 
     def _logits_at(self, idx: Optional[int]) -> np.ndarray:
@@ -2075,6 +2082,8 @@ class Llama:
         matching_file = one_match(filename or "")
         subfolder = str(Path(matching_file).parent)
         name = Path(matching_file).name
+        local_dir = None if local_dir is None else os.fspath(local_dir)
+        cache_dir = None if cache_dir is None else os.fspath(cache_dir)
         for extra in additional_files or []:
             extra_file = one_match(extra)
             hf_hub_download(
