@@ -237,7 +237,7 @@ def test_programs_compile_as_cpp(tmp_path: Path, ffi_flags: str) -> None:
         src = tmp_path / f"{name}.cpp"
         src.write_text((C_DIR / f"{name}.c").read_text())
         res = subprocess.run(["g++", "-fsyntax-only", "-Wall", "-Wextra", "-Werror",
-                              "-DUSE_BITNET", inc, str(src)],
+                              "-DUSE_BITNET", inc, f"-I{C_DIR}", str(src)],
                              capture_output=True, text=True, timeout=120)
         assert res.returncode == 0, res.stderr
 

@@ -8,14 +8,13 @@ scripts/setup.sh installs Debian's clang; without it the checks skip.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
+
+from .kernel_builds import build_kernels, run_with_kernels
 
 ROOT = Path(__file__).resolve().parents[1]
 KERNELS = ROOT / "optimized" / "kernels"
@@ -46,28 +45,12 @@ def test_clang_selftest_binary_werror(tmp_path: Path) -> None:
 def test_clang_built_extension_runs_selftest(tmp_path: Path) -> None:
     """The cffi extension compiled with CC=clang imports as bitnet.optimized._kernels and passes
     the Python-side self-test (numpy comparison of every type and ISA variant)."""
-    env = dict(os.environ, CC=str(CLANG), LDSHARED=f"{CLANG} -shared")
-    build = (
-        "import sys; sys.path.insert(0, {kdir!r}); import build_kernels; "
-        "print(build_kernels.build({out!r}))"
-    ).format(kdir=str(ROOT / "optimized"), out=str(tmp_path))
-    r = subprocess.run([sys.executable, "-c", build], env=env, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
-    so = Path(r.stdout.strip().splitlines()[-1])
+    so = build_kernels(tmp_path, env={"CC": str(CLANG), "LDSHARED": f"{CLANG} -shared"})
     assert so.is_file() and _compiled_by_clang(so)
-    code = textwrap.dedent(
-        f"""
-        import importlib.util, sys
-        spec = importlib.util.spec_from_file_location("bitnet.optimized._kernels", {str(so)!r})
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules["bitnet.optimized._kernels"] = mod
-        spec.loader.exec_module(mod)
-        import bitnet.optimized as opt
-        assert opt._lib is mod.lib, opt.unavailable_reason()
+    body = """
         from bitnet.optimized.selftest import run_selftest
         sys.exit(min(run_selftest(), 125))
         """
-    )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    r = run_with_kernels(so, body, timeout=600)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     assert "selftest: 0 failures" in r.stdout

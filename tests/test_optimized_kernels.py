@@ -53,6 +53,8 @@ from bitnet.ops import (
 from bitnet.optimized.bench import DEFAULT_TYPES, random_weight_bytes
 from bitnet.optimized.selftest import nmse
 
+from .kernel_builds import SANITIZER_OPTIONS, build_kernels, libasan, run_with_kernels
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = int(os.environ.get("BITNET_HYPOTHESIS_EXAMPLES", "15"))
 HYP = settings(
@@ -694,34 +696,14 @@ def test_sanitizer_build_selftest(tmp_path: Path) -> None:
     ASan preloaded; any out-of-bounds access or UB aborts it. subtle: ASan does not see
     AVX-512 masked loads/stores (checked by hand: an overrun of the scalar and AVX2 tails is
     reported, the AVX-512 one is not); the guard bytes of the other tests cover those."""
-    libasan = subprocess.run(["gcc", "-print-file-name=libasan.so"], capture_output=True, text=True)
-    if libasan.returncode != 0 or not Path(libasan.stdout.strip()).is_file():
+    asan = libasan()
+    if asan is None:
         pytest.skip("gcc with libasan not available")
-    sys.path.insert(0, str(ROOT / "optimized"))
-    try:
-        import build_kernels
-    finally:
-        sys.path.pop(0)
-    so = build_kernels.build(str(tmp_path), sanitize=True)
-    code = textwrap.dedent(
-        f"""
-        import importlib.util, sys
-        spec = importlib.util.spec_from_file_location("bitnet.optimized._kernels", {so!r})
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules["bitnet.optimized._kernels"] = mod
-        spec.loader.exec_module(mod)
-        import bitnet.optimized as opt
-        assert opt._lib is mod.lib, opt.unavailable_reason()
+    so = build_kernels(tmp_path, sanitize=True)
+    body = """
         from bitnet.optimized.selftest import run_selftest
         sys.exit(min(run_selftest(), 125))
         """
-    )
-    env = dict(
-        os.environ,
-        LD_PRELOAD=libasan.stdout.strip(),
-        ASAN_OPTIONS="detect_leaks=0:abort_on_error=1",
-        UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1",
-    )
-    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=900)
+    r = run_with_kernels(so, body, env=dict(os.environ, LD_PRELOAD=asan, **SANITIZER_OPTIONS))
     assert r.returncode == 0, (r.stdout + r.stderr)[-5000:]
     assert "selftest: 0 failures" in r.stdout

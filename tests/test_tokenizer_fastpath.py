@@ -12,13 +12,11 @@ from __future__ import annotations
 import functools
 import gc
 import os
-import subprocess
-import sys
 import textwrap
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Set, Tuple, Union
+from unittest import mock
 
 import pytest
 import regex
@@ -64,18 +62,9 @@ def _engine_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("BITNET_BACKEND", raising=False)
 
 
-@contextmanager
-def backend(name: str) -> Iterator[None]:
+def backend(name: str) -> Any:
     """BITNET_BACKEND=name inside (hypothesis runs many examples per test function)."""
-    old = os.environ.get("BITNET_BACKEND")
-    os.environ["BITNET_BACKEND"] = name
-    try:
-        yield
-    finally:
-        if old is None:
-            del os.environ["BITNET_BACKEND"]
-        else:
-            os.environ["BITNET_BACKEND"] = old
+    return mock.patch.dict(os.environ, {"BITNET_BACKEND": name})
 
 
 def _path(name: str) -> Path:
@@ -513,22 +502,15 @@ def test_sanitizer_build_tokenizers(tmp_path: Path) -> None:
     every vector of the C vocabularies, random bytes and cl100k text through the C paths in a
     subprocess with ASan preloaded: any out-of-bounds access or UB aborts it; ids must equal
     the reference's."""
-    libasan = subprocess.run(["gcc", "-print-file-name=libasan.so"], capture_output=True, text=True)
-    if libasan.returncode != 0 or not Path(libasan.stdout.strip()).is_file():
+    from .kernel_builds import SANITIZER_OPTIONS, build_kernels, libasan, run_with_kernels
+
+    asan = libasan()
+    if asan is None:
         pytest.skip("gcc with libasan not available")
-    sys.path.insert(0, str(ROOT / "optimized"))
-    try:
-        import build_kernels
-    finally:
-        sys.path.pop(0)
-    so = build_kernels.build(str(tmp_path), sanitize=True)
-    code = textwrap.dedent(
+    so = build_kernels(tmp_path, sanitize=True)
+    body = textwrap.dedent(
         f"""
-        import importlib.util, os, random, sys, warnings
-        spec = importlib.util.spec_from_file_location("bitnet.optimized._kernels", {so!r})
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules["bitnet.optimized._kernels"] = mod
-        spec.loader.exec_module(mod)
+        import os, random, warnings
         sys.path.insert(0, {str(ROOT / "tests")!r})
         from bitnet.tokenizers import fastpath
         fastpath.ENGINE_AFTER_BYTES = 0
@@ -560,14 +542,8 @@ def test_sanitizer_build_tokenizers(tmp_path: Path) -> None:
         sys.exit(min(bad, 125))
         """
     )
-    env = dict(
-        os.environ,
-        LD_PRELOAD=libasan.stdout.strip(),
-        ASAN_OPTIONS="detect_leaks=0:abort_on_error=1",
-        UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1",
-    )
+    env = dict(os.environ, LD_PRELOAD=asan, **SANITIZER_OPTIONS)
     env.pop("BITNET_BACKEND", None)
-    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                       timeout=900, cwd=str(ROOT))
+    r = run_with_kernels(so, body, env=env)
     assert r.returncode == 0, (r.stdout + r.stderr)[-5000:]
     assert "tokenizer sanitizer mismatches: 0" in r.stdout

@@ -717,31 +717,35 @@ static int bpe_less(const bpe_item *x, const bpe_item *y) {
     return x->right < y->right;
 }
 
-static void bpe_push(bpe_item *heap, int64_t *n, bpe_item it) {
-    int64_t i = (*n)++;
-    while (i > 0) {
-        int64_t p = (i - 1) / 2;
-        if (!bpe_less(&it, &heap[p])) break;
-        heap[i] = heap[p];
-        i = p;
+/* A binary min-heap of T ordered by LESS (the first to pop is the one no other is LESS than):
+ * defines PREFIX_push(heap, &n, item) and PREFIX_pop(heap, &n); the caller owns the array. */
+#define BN_DEFINE_HEAP(PREFIX, T, LESS)                                   \
+    static void PREFIX##_push(T *heap, int64_t *n, T it) {                \
+        int64_t i = (*n)++;                                               \
+        while (i > 0) {                                                   \
+            int64_t p = (i - 1) / 2;                                      \
+            if (!LESS(&it, &heap[p])) break;                              \
+            heap[i] = heap[p];                                            \
+            i = p;                                                        \
+        }                                                                 \
+        heap[i] = it;                                                     \
+    }                                                                     \
+    static T PREFIX##_pop(T *heap, int64_t *n) {                          \
+        T top = heap[0], last = heap[--(*n)];                             \
+        int64_t i = 0;                                                    \
+        for (;;) {                                                        \
+            int64_t c = 2 * i + 1;                                        \
+            if (c >= *n) break;                                           \
+            if (c + 1 < *n && LESS(&heap[c + 1], &heap[c])) c++;          \
+            if (!LESS(&heap[c], &last)) break;                            \
+            heap[i] = heap[c];                                            \
+            i = c;                                                        \
+        }                                                                 \
+        if (*n > 0) heap[i] = last;                                       \
+        return top;                                                       \
     }
-    heap[i] = it;
-}
 
-static bpe_item bpe_pop(bpe_item *heap, int64_t *n) {
-    bpe_item top = heap[0], last = heap[--(*n)];
-    int64_t i = 0;
-    for (;;) {
-        int64_t c = 2 * i + 1;
-        if (c >= *n) break;
-        if (c + 1 < *n && bpe_less(&heap[c + 1], &heap[c])) c++;
-        if (!bpe_less(&heap[c], &last)) break;
-        heap[i] = heap[c];
-        i = c;
-    }
-    if (*n > 0) heap[i] = last;
-    return top;
-}
+BN_DEFINE_HEAP(bpe, bpe_item, bpe_less)
 
 /* per-call scratch for words of up to `cap` bytes */
 typedef struct {
@@ -1211,31 +1215,7 @@ static int spm_less(const spm_item *x, const spm_item *y) { /* higher score firs
     return x->size < y->size;
 }
 
-static void spm_push(spm_item *heap, int64_t *n, spm_item it) {
-    int64_t i = (*n)++;
-    while (i > 0) {
-        int64_t p = (i - 1) / 2;
-        if (!spm_less(&it, &heap[p])) break;
-        heap[i] = heap[p];
-        i = p;
-    }
-    heap[i] = it;
-}
-
-static spm_item spm_pop(spm_item *heap, int64_t *n) {
-    spm_item top = heap[0], last = heap[--(*n)];
-    int64_t i = 0;
-    for (;;) {
-        int64_t c = 2 * i + 1;
-        if (c >= *n) break;
-        if (c + 1 < *n && spm_less(&heap[c + 1], &heap[c])) c++;
-        if (!spm_less(&heap[c], &last)) break;
-        heap[i] = heap[c];
-        i = c;
-    }
-    if (*n > 0) heap[i] = last;
-    return top;
-}
+BN_DEFINE_HEAP(spm, spm_item, spm_less)
 
 typedef struct {
     const bn_spm *h;
