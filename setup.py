@@ -1,7 +1,7 @@
-"""Build hook for the optional C kernels of bitnet.optimized; all metadata is in pyproject.toml.
+"""Build hook for the optional C kernels of bitnet_kernels; all metadata is in pyproject.toml.
 
 The extension is optional: when cffi is missing or compiling fails (no compiler, odd
-platform) the install still succeeds with ONE warning, and `bitnet.optimized.available()`
+platform) the install still succeeds with ONE warning, and `bitnet_kernels.available()`
 reports False with the reason, so the numpy reference is used.
 """
 
@@ -18,7 +18,7 @@ def _warn(err: BaseException) -> None:
     if not _warned:
         _warned.append(err)
         sys.stderr.write(
-            "WARNING: bitnet-compat: building the optional C kernels (bitnet.optimized) failed: "
+            "WARNING: bitnet-compat: building the optional C kernels (bitnet_kernels) failed: "
             f"{type(err).__name__}: {str(err).rstrip('.')}. The pure-numpy reference backend will be used.\n"
         )
 
@@ -43,7 +43,7 @@ kwargs: Dict[str, Any] = {"cmdclass": {"build_ext": OptionalBuildExt}}
 try:
     import cffi  # noqa: F401  (the cffi_modules keyword below is cffi's setuptools plugin)
 
-    kwargs["cffi_modules"] = ["optimized/build_kernels.py:ffibuilder"]
+    kwargs["cffi_modules"] = ["optimized/bitnet_kernels/build_kernels.py:ffibuilder"]
 except ImportError as e:
     _warn(e)
 

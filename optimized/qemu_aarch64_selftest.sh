@@ -15,5 +15,5 @@ fi
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 "$CC" -std=c99 -O3 -ffp-contract=off -D_POSIX_C_SOURCE=200809L -Wall -Werror \
-  -I"$here/kernels" "$here"/kernels/*.c -o "$out/bn_selftest" -lm -lpthread
+  -I"$here/bitnet_kernels/kernels" "$here"/bitnet_kernels/kernels/*.c -o "$out/bn_selftest" -lm -lpthread
 "$QEMU" -L "$SYSROOT" "$out/bn_selftest"

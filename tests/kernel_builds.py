@@ -1,5 +1,5 @@
 """Separate builds of the C kernels for tests (sanitizers, another compiler), and running code
-against such a build in a subprocess as if it were the installed `bitnet.optimized._kernels`."""
+against such a build in a subprocess as if it were the installed `bitnet_kernels._kernels`."""
 
 from __future__ import annotations
 
@@ -28,10 +28,11 @@ def libasan() -> Optional[str]:
 
 
 def build_kernels(out_dir: Path, *, sanitize: bool = False, env: Optional[Dict[str, str]] = None) -> Path:
-    """Compile optimized/build_kernels.py's extension into out_dir (in a subprocess, so `env`
+    """Compile optimized/bitnet_kernels/build_kernels.py's extension into out_dir (in a subprocess, so `env`
     such as CC=clang applies); returns the shared library."""
     code = (
-        f"import sys; sys.path.insert(0, {str(ROOT / 'optimized')!r}); import build_kernels; "
+        f"import sys; sys.path.insert(0, {str(ROOT / 'optimized' / 'bitnet_kernels')!r}); "
+        "import build_kernels; "
         f"print(build_kernels.build({str(out_dir)!r}, sanitize={sanitize!r}))"
     )
     r = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, **(env or {})),
@@ -42,15 +43,15 @@ def build_kernels(out_dir: Path, *, sanitize: bool = False, env: Optional[Dict[s
 
 def run_with_kernels(so: Path, body: str, env: Optional[Dict[str, str]] = None,
                      timeout: int = 900) -> subprocess.CompletedProcess[str]:
-    """Run python `body` in a subprocess where `bitnet.optimized` uses the library `so`."""
+    """Run python `body` in a subprocess where `bitnet_kernels` uses the library `so`."""
     code = textwrap.dedent(
         f"""
         import importlib.util, sys
-        spec = importlib.util.spec_from_file_location("bitnet.optimized._kernels", {str(so)!r})
+        spec = importlib.util.spec_from_file_location("bitnet_kernels._kernels", {str(so)!r})
         mod = importlib.util.module_from_spec(spec)
-        sys.modules["bitnet.optimized._kernels"] = mod
+        sys.modules["bitnet_kernels._kernels"] = mod
         spec.loader.exec_module(mod)
-        import bitnet.optimized as opt
+        import bitnet_kernels as opt
         assert opt._lib is mod.lib, opt.unavailable_reason()
         """
     ) + textwrap.dedent(body)

@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import numpy as np
 import pytest
 
-from bitnet.harness.corpora import SMOLLM2, corpus_path
+from bitnet_harness.corpora import SMOLLM2, corpus_path
 
 C_DIR = Path(__file__).resolve().parent / "c"
 PY = sys.executable
@@ -411,7 +411,7 @@ def parse_functions(code: str, tmp: Path) -> Dict[str, Tuple[str, List[str]]]:
 
 def test_header_declarations_match_spec(tmp_path: Path) -> None:
     """Every LOCKED declaration of the spec: same name, return type and parameter types."""
-    header = (Path(__file__).resolve().parent.parent / "reference" / "ffi" / "include"
+    header = (Path(__file__).resolve().parent.parent / "reference" / "bitnet" / "ffi" / "include"
               / "bitnet_ffi.h").read_text()
     ours = parse_functions(header, tmp_path)
     # the spec writes C++ (llama_model* without `struct`): declare those names for C
@@ -435,7 +435,7 @@ def test_header_error_codes_match_spec_table() -> None:
 
     from bitnet import errors as E
 
-    header = (Path(__file__).resolve().parent.parent / "reference" / "ffi" / "include"
+    header = (Path(__file__).resolve().parent.parent / "reference" / "bitnet" / "ffi" / "include"
               / "bitnet_ffi.h").read_text()
     defined = {int(v) for v in re.findall(r"#define BITNET_(?:OK|ERR_\w+) (-?\d+)", header)}
     table = SPEC.read_text(encoding="utf-8").split("### Error Code Table")[1]
@@ -671,7 +671,7 @@ def test_legacy_seeded_sampling_is_std_mt19937(legacy_out: Dict[str, List[str]])
 def test_quantize_from_c_equals_cli(tmp_path: Path, ffi_flags: str) -> None:
     """llama_model_quantize (Q8_0, llama.cpp's defaults otherwise) writes the bytes
     `bitnet quantize --type q8_0` writes; the output loads and decodes; failures return 1."""
-    from bitnet.harness.synthetic import synthetic_path
+    from bitnet_harness.synthetic import synthetic_path
 
     src = synthetic_path("llama-f16")
     quantized = synthetic_path("llama-q4_1")
@@ -680,7 +680,7 @@ def test_quantize_from_c_equals_cli(tmp_path: Path, ffi_flags: str) -> None:
     got = run(exe, str(src), str(out_c), "7", str(quantized))
     res = {k: (int(v[0]), int(v[1])) for k, v in got.items()}
     out_cli = tmp_path / "cli.gguf"
-    subprocess.run([PY, "-m", "bitnet.cli", "quantize", str(src), str(out_cli), "--type", "q8_0",
+    subprocess.run([PY, "-m", "bitnet.tools.cli", "quantize", str(src), str(out_cli), "--type", "q8_0",
                     "--no-progress"], check=True, capture_output=True, timeout=300)
     assert out_c.read_bytes() == out_cli.read_bytes()
     assert res["quantize"] == (0, 0)

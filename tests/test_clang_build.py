@@ -17,7 +17,7 @@ import pytest
 from .kernel_builds import build_kernels, run_with_kernels
 
 ROOT = Path(__file__).resolve().parents[1]
-KERNELS = ROOT / "optimized" / "kernels"
+KERNELS = ROOT / "optimized" / "bitnet_kernels" / "kernels"
 CLANG = shutil.which("clang")
 
 pytestmark = pytest.mark.skipif(CLANG is None, reason="clang not installed (scripts/setup.sh installs it)")
@@ -43,12 +43,12 @@ def test_clang_selftest_binary_werror(tmp_path: Path) -> None:
 
 
 def test_clang_built_extension_runs_selftest(tmp_path: Path) -> None:
-    """The cffi extension compiled with CC=clang imports as bitnet.optimized._kernels and passes
+    """The cffi extension compiled with CC=clang imports as bitnet_kernels._kernels and passes
     the Python-side self-test (numpy comparison of every type and ISA variant)."""
     so = build_kernels(tmp_path, env={"CC": str(CLANG), "LDSHARED": f"{CLANG} -shared"})
     assert so.is_file() and _compiled_by_clang(so)
     body = """
-        from bitnet.optimized.selftest import run_selftest
+        from bitnet_kernels.selftest import run_selftest
         sys.exit(min(run_selftest(), 125))
         """
     r = run_with_kernels(so, body, timeout=600)

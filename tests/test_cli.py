@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from bitnet.cli import DELEGATES
 from bitnet.gguf import parse
-from bitnet.harness.synthetic import synthetic_path
+from bitnet.tools.cli import DELEGATES
+from bitnet_harness.synthetic import synthetic_path
 
 
 def _bitnet(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bitnet.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "bitnet.tools.cli", *args], capture_output=True,
                           text=True, timeout=300)
 
 
@@ -45,7 +45,7 @@ def test_output_cut_short_by_the_reader_is_not_an_error(tmp_path: Path) -> None:
                 tensors=[Tensor(f"t{i}.weight", [8], 0, bytes(32)) for i in range(2000)])
     path = tmp_path / "many.gguf"
     path.write_bytes(b.build())
-    proc = subprocess.Popen([sys.executable, "-m", "bitnet.cli", "inspect", str(path)],
+    proc = subprocess.Popen([sys.executable, "-m", "bitnet.tools.cli", "inspect", str(path)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None and proc.stderr is not None
     assert b"GGUF v3" in proc.stdout.readline()

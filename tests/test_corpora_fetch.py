@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from bitnet.harness import fetch as fetch_mod
-from bitnet.harness.corpora import data_dir
-from bitnet.harness.fetch import FetchError, fetch, load_manifest, sha256_file
+from bitnet_harness import fetch as fetch_mod
+from bitnet_harness.corpora import data_dir
+from bitnet_harness.fetch import FetchError, fetch, load_manifest, sha256_file
 
 TIKTOKEN = next(a for a in load_manifest()["artifacts"] if a["requirement"].startswith("tiktoken"))
 

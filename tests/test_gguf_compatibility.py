@@ -26,7 +26,7 @@ from bitnet.errors import MODEL_LOAD_FAILED, MODEL_NOT_FOUND, GGUFError, ModelNo
 from bitnet.gguf import GGUFWarning, load, parse
 from bitnet.gguf.fixes import detect_pre_tokenizer
 from bitnet.gguf.writer import write_repaired_copy
-from bitnet.harness.corpora import SMOLLM2, corpus_path, vocab_names
+from bitnet_harness.corpora import SMOLLM2, corpus_path, vocab_names
 
 from .gguf_builder import KV, Builder, Tensor, valid_builder
 
@@ -443,7 +443,7 @@ def test_mutations_raise_only_gguf_error(cut: int, flips: List[Tuple[int, int]],
 # --- CLI ----------------------------------------------------------------------------------------
 
 def _bitnet(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bitnet.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "bitnet.tools.cli", *args], capture_output=True,
                           text=True, timeout=120)
 
 

@@ -10,10 +10,10 @@ from typing import List
 
 import pytest
 
-from bitnet.harness.contracts import CONTRACTS, Contract, contract_ids, status
-from bitnet.harness.differential import Case
-from bitnet.harness.faults import EXPECTED_RED
-from bitnet.harness.runner import run
+from bitnet_harness.contracts import CONTRACTS, Contract, contract_ids, status
+from bitnet_harness.differential import Case
+from bitnet_harness.faults import EXPECTED_RED
+from bitnet_harness.runner import run
 
 REPO = Path(__file__).resolve().parent.parent
 SPEC = REPO / "docs" / "spec-COMPATIBILITY.md"  # vendored copy of shared/spec/COMPATIBILITY.md
@@ -72,10 +72,10 @@ MUTATION_TESTS = {
 def test_injected_fault_turns_its_contract_red(fault: str, tmp_path: Path) -> None:
     contract = EXPECTED_RED[fault]
     if fault == "flipped-kernel-sign":
-        import bitnet.optimized
+        import bitnet_kernels
 
-        if not bitnet.optimized.available():
-            pytest.skip(f"no C kernels to break: {bitnet.optimized.unavailable_reason()}")
+        if not bitnet_kernels.available():
+            pytest.skip(f"no C kernels to break: {bitnet_kernels.unavailable_reason()}")
     clean, faulty = tmp_path / "clean", tmp_path / "faulty"
     assert run(report_dir=str(clean), workers="0", tests=MUTATION_TESTS[fault], quiet=True) == 0
     assert run(report_dir=str(faulty), workers="0", tests=MUTATION_TESTS[fault],
@@ -98,8 +98,8 @@ def test_registry_ids_are_unique_and_stable_shaped() -> None:
 
 
 def test_reports_render_diff_and_docs(tmp_path: Path) -> None:
-    from bitnet.harness.report import TRUTH_BEGIN, diff, index_html, update_docs, write_reports
-    from bitnet.harness.runner import _summary
+    from bitnet_harness.report import TRUTH_BEGIN, diff, index_html, update_docs, write_reports
+    from bitnet_harness.runner import _summary
 
     node = "tests/test_gguf_compatibility.py::test_v2_is_accepted"
     good = _summary("r1", True, 0, {node: "passed"})
@@ -126,8 +126,8 @@ def test_reports_render_diff_and_docs(tmp_path: Path) -> None:
 
 
 def test_html_report_renders_in_headless_chromium(tmp_path: Path) -> None:
-    from bitnet.harness.report import chromium, write_reports
-    from bitnet.harness.runner import _summary
+    from bitnet_harness.report import chromium, write_reports
+    from bitnet_harness.runner import _summary
 
     if chromium() is None:
         pytest.skip("Debian's chromium-headless-shell is not installed (scripts/setup.sh installs it)")
@@ -141,9 +141,9 @@ def test_fuzz_campaign_shrinks_and_saves_a_regression(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """Clean: no mismatch. With a wrong merge: a shrunk mismatch saved as a regression case
     that the replay (tests/test_regressions.py) flags."""
-    from bitnet.harness.faults import inject
-    from bitnet.harness.fuzz import fuzz_vocab, replay
     from bitnet.tokenizers import bpe
+    from bitnet_harness.faults import inject
+    from bitnet_harness.fuzz import fuzz_vocab, replay
 
     assert fuzz_vocab("gpt-2", examples=15, seed=3, save_to=tmp_path) is None
     monkeypatch.setattr(bpe.BPE, "__init__", bpe.BPE.__init__)  # restored after the test
@@ -162,10 +162,10 @@ def test_bench_worker_runs_and_reports(impl: str) -> None:
     import subprocess
     import sys
 
-    from bitnet.harness.synthetic import synthetic_path
+    from bitnet_harness.synthetic import synthetic_path
 
     model = synthetic_path("llama-q8_0")
-    res = subprocess.run([sys.executable, "-m", "bitnet.harness.bench_worker", impl, str(model),
+    res = subprocess.run([sys.executable, "-m", "bitnet_harness.bench_worker", impl, str(model),
                           "--threads", "1", "--prompt", "4", "--decode", "2"],
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
@@ -175,7 +175,7 @@ def test_bench_worker_runs_and_reports(impl: str) -> None:
 
 
 def test_cli_time_budget_and_bench_report_flags() -> None:
-    from bitnet.harness.cli import build_parser, main
+    from bitnet_harness.cli import build_parser, main
 
     args = build_parser().parse_args(["run", "--quick", "--time-budget", "12.5"])
     assert args.time_budget == 12.5
@@ -186,7 +186,7 @@ def test_cli_time_budget_and_bench_report_flags() -> None:
 
 
 def test_impl_selection() -> None:
-    from bitnet.harness.runner import IMPLS, selection
+    from bitnet_harness.runner import IMPLS, selection
 
     args, env = selection(True, IMPLS, 7)
     assert args == ["--hypothesis-seed=7", "-m", "not slow"] and env == {}
@@ -243,8 +243,8 @@ def test_time_budget_runs_campaigns_and_records_counts(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def tq2_case() -> Case:
-    from bitnet.harness.differential import SYNTHETIC_PROMPTS, llama_cases
-    from bitnet.harness.synthetic import synthetic_path
+    from bitnet_harness.differential import SYNTHETIC_PROMPTS, llama_cases
+    from bitnet_harness.synthetic import synthetic_path
 
     pytest.importorskip("llama_cpp")
     return llama_cases(synthetic_path("bitnet-tq2_0"), SYNTHETIC_PROMPTS[1:2], n_gen=6)[0]
@@ -254,10 +254,10 @@ def tq2_case() -> Case:
 def test_differential_metrics_and_divergence_points(tq2_case: Case, tmp_path: Path) -> None:
     """Per-prompt NMSE of whole-model logits against llama.cpp, and the divergence point of
     a greedy continuation, rendered in both reports."""
-    from bitnet.harness.differential import _piece_fn, load_model, logits_metrics
-    from bitnet.harness.report import write_reports
-    from bitnet.harness.runner import _summary
-    from bitnet.harness.synthetic import synthetic_path
+    from bitnet_harness.differential import _piece_fn, load_model, logits_metrics
+    from bitnet_harness.report import write_reports
+    from bitnet_harness.runner import _summary
+    from bitnet_harness.synthetic import synthetic_path
 
     case = tq2_case
     model = load_model(synthetic_path("bitnet-tq2_0"), "peer")
@@ -292,7 +292,7 @@ def test_differential_metrics_and_divergence_points(tq2_case: Case, tmp_path: Pa
         assert f"{row['nmse_mean']:.2e}" in text and "Greedy divergence points" in text
     assert "'<forged>'" in md and "&#x27;&lt;forged&gt;&#x27;" in page
     # `diff` reports metric moves: a greedy count that changed, an NMSE that grew past 2x
-    from bitnet.harness.report import diff
+    from bitnet_harness.report import diff
 
     worse = json.loads(json.dumps(summary))
     summary["differential"]["greedy"] = [{"model": "tq2", "mode": "peer", "prompts": 1, "identical": 1}]
@@ -307,13 +307,13 @@ def test_differential_metrics_and_divergence_points(tq2_case: Case, tmp_path: Pa
 def test_per_layer_nmse_optimized_vs_reference() -> None:
     """Per-layer NMSE of the residual stream, optimized backend vs numpy (layer_hook); an
     injected kernel fault shows up in the first layer."""
-    import bitnet.optimized
-    from bitnet.harness.differential import layer_metrics
-    from bitnet.harness.faults import inject
-    from bitnet.harness.synthetic import synthetic_path
+    import bitnet_kernels
+    from bitnet_harness.differential import layer_metrics
+    from bitnet_harness.faults import inject
+    from bitnet_harness.synthetic import synthetic_path
 
-    if not bitnet.optimized.available():
-        pytest.skip(f"no C kernels: {bitnet.optimized.unavailable_reason()}")
+    if not bitnet_kernels.available():
+        pytest.skip(f"no C kernels: {bitnet_kernels.unavailable_reason()}")
     path = synthetic_path("bitnet-tq2_0")
     seq = [1, 15043, 3186, 29892, 445, 338, 263, 1243]
     (none,) = layer_metrics("tq2", path, "none", [seq], [b"x"])
@@ -323,21 +323,21 @@ def test_per_layer_nmse_optimized_vs_reference() -> None:
     # peer rounding (integer dot products vs numpy's emulation) 3e-5..9e-5
     assert max(none["layers"]) < 1e-9
     assert max(peer["layers"]) < 1e-3
-    original = bitnet.optimized.OptimizedBackend.matmul
+    original = bitnet_kernels.OptimizedBackend.matmul
     try:
         inject("flipped-kernel-sign")
         (bad,) = layer_metrics("tq2", path, "none", [seq], [b"x"])
     finally:
-        bitnet.optimized.OptimizedBackend.matmul = original
+        bitnet_kernels.OptimizedBackend.matmul = original
     assert bad["layers"][0] > 1e-2
 
 
 def test_bench_results_plot_in_the_report(tmp_path: Path) -> None:
     """A real (small) load benchmark stored with `bench --report DIR` becomes an inline SVG
     bar chart of ours / llama.cpp in index.html, and the page still renders."""
-    from bitnet.harness.bench import collect_bench, save_bench
-    from bitnet.harness.report import bench_ratios, chromium, write_reports
-    from bitnet.harness.runner import _summary
+    from bitnet_harness.bench import collect_bench, save_bench
+    from bitnet_harness.report import bench_ratios, chromium, write_reports
+    from bitnet_harness.runner import _summary
 
     pytest.importorskip("llama_cpp")
     summary = _summary("bench", True, 0, {})
@@ -368,7 +368,7 @@ def test_bench_results_plot_in_the_report(tmp_path: Path) -> None:
 
 def test_bench_ratios_orientation() -> None:
     """Ratios > 1 mean ours is better whatever the unit (times, rates, memory)."""
-    from bitnet.harness.report import bench_ratios, svg_bars
+    from bitnet_harness.report import bench_ratios, svg_bars
 
     decode = {"bench": "decode", "results": {"m": {
         "llama.cpp": {"decode_tps": 10.0, "prompt_tps": 100.0, "load_s": 2.0, "peak_rss_mb": 400.0},
@@ -389,7 +389,7 @@ def test_gguf_campaign_catches_a_missing_bounds_check(tmp_path: Path,
     """The GGUF campaign: clean, mutated files raise only GGUFError; with the reader's bounds
     check removed, a shrunk finding is saved and its replay fails until the check is back."""
     from bitnet.gguf import reader
-    from bitnet.harness.fuzz import GGUFFuzzer, replay_gguf
+    from bitnet_harness.fuzz import GGUFFuzzer, replay_gguf
 
     fuzzer = GGUFFuzzer()
     try:
@@ -409,7 +409,7 @@ def test_gguf_campaign_catches_a_missing_bounds_check(tmp_path: Path,
 
 
 def _gguf_cases() -> List[Path]:
-    from bitnet.harness.fuzz import GGUF_REGRESSIONS
+    from bitnet_harness.fuzz import GGUF_REGRESSIONS
 
     return sorted(GGUF_REGRESSIONS.glob("*.json")) if GGUF_REGRESSIONS.is_dir() else []
 
@@ -417,6 +417,6 @@ def _gguf_cases() -> List[Path]:
 @pytest.mark.parametrize("case", _gguf_cases(), ids=lambda p: p.stem)
 def test_gguf_regression_case_raises_only_gguf_error(case: Path) -> None:
     """Every saved GGUF campaign finding (corpora/regressions/gguf/) stays fixed."""
-    from bitnet.harness.fuzz import replay_gguf
+    from bitnet_harness.fuzz import replay_gguf
 
     assert replay_gguf(case) is None

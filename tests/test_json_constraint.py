@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from bitnet.json_constraint import JSONOutput, JSONPrefix, JSONSchemaPrefix
+from bitnet.constraints import JSONOutput, JSONPrefix, JSONSchemaPrefix
 
 EXAMPLES = int(os.environ.get("BITNET_HYPOTHESIS_EXAMPLES", "60"))
 # BITNET_HYPOTHESIS_NOSHRINK=1: report the first failing example as drawn (faster to debug)
@@ -598,8 +598,8 @@ def _check_content(result: Any) -> Optional[dict]:
 
 @pytest.fixture(scope="module")
 def tiny() -> Any:
-    from bitnet.harness.synthetic import synthetic_path
     from bitnet.llama_compat import Llama
+    from bitnet_harness.synthetic import synthetic_path
 
     return Llama(str(synthetic_path("llama-q8_0")), n_ctx=512, verbose=False, seed=1)
 
@@ -648,8 +648,8 @@ def test_tiny_model_stream_and_create_completion(tiny: Any) -> None:
 
 @pytest.fixture(scope="module")
 def smol() -> Any:
-    from bitnet.harness.corpora import corpus_path
     from bitnet.llama_compat import Llama
+    from bitnet_harness.corpora import corpus_path
 
     path = corpus_path("models/SmolLM2-135M-Instruct.Q4_1.gguf")
     return Llama(str(path), n_ctx=512, verbose=False, seed=1)

@@ -20,8 +20,6 @@ import numpy as np
 import pytest
 
 from bitnet import llama_compat
-from bitnet.chat_format import CHAT_FORMATTERS, Jinja2ChatFormatter
-from bitnet.harness.corpora import corpus_path
 from bitnet.llama_compat import (
     Llama,
     LlamaRAMCache,
@@ -29,6 +27,8 @@ from bitnet.llama_compat import (
     LogitsProcessorList,
     StoppingCriteriaList,
 )
+from bitnet.llama_compat.llama_chat_format import CHAT_FORMATTERS, Jinja2ChatFormatter
+from bitnet_harness.corpora import corpus_path
 
 llama_cpp = pytest.importorskip("llama_cpp")
 import llama_cpp.llama_chat_format as ref_chat  # noqa: E402
@@ -651,7 +651,7 @@ def test_disk_cache_roundtrip(pair: Tuple[Llama, Any], tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # function calling and JSON schemas, side by side (llama-cpp-python constrains with GBNF
-# grammars; here the same languages come from bitnet.json_constraint: see its docstrings)
+# grammars; here the same languages come from bitnet.constraints: see its docstrings)
 
 TOOLS = [
     {"type": "function", "function": {

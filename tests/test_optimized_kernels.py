@@ -1,4 +1,4 @@
-"""bitnet.optimized (C kernels) differentially against the numpy reference, every ISA in turn.
+"""bitnet_kernels (C kernels) differentially against the numpy reference, every ISA in turn.
 
 Ground truth: `bitnet.quants.dequantize` + numpy matmul in float64. Each kernel is run with
 BITNET_ISA forced to every variant this CPU has (a variant it lacks is skipped, saying so),
@@ -37,7 +37,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import bitnet.optimized as opt
+import bitnet_kernels as opt
 from bitnet import quants
 from bitnet.errors import GGUFError
 from bitnet.ggml_types import GGML_TYPES_BY_NAME, QK_K
@@ -50,8 +50,8 @@ from bitnet.ops import (
     fake_quant_q8_k,
     peer_activations,
 )
-from bitnet.optimized.bench import DEFAULT_TYPES, random_weight_bytes
-from bitnet.optimized.selftest import nmse
+from bitnet_kernels.bench import DEFAULT_TYPES, random_weight_bytes
+from bitnet_kernels.selftest import nmse
 
 from .kernel_builds import SANITIZER_OPTIONS, build_kernels, libasan, run_with_kernels
 
@@ -249,7 +249,7 @@ def test_thread_pool_survives_growth_and_fork() -> None:
         """
         import os, sys
         import numpy as np
-        import bitnet.optimized as opt
+        import bitnet_kernels as opt
         from bitnet import quants
         from bitnet.ops import QTensor
         rng = np.random.default_rng(0)
@@ -376,8 +376,8 @@ def test_real_model_logits_match_reference_backend() -> None:
     """SmolLM2-135M (Q4_1 + Q8_0) through the model graph: the optimized float path gives
     the reference backend's logits (NMSE 1e-9; measured 1.4e-12 over 20 tokens) and the
     same argmax at every position."""
-    from bitnet.harness.corpora import corpus_path
     from bitnet.model.model import Context, Model
+    from bitnet_harness.corpora import corpus_path
 
     path = corpus_path("models/SmolLM2-135M-Instruct.Q4_1.gguf")
     toks = [1, 504, 3458, 282, 4649, 314, 253, 1345]
@@ -563,8 +563,8 @@ def test_fused_forward_is_the_per_op_path(model: str) -> None:
     the very bits of the per-op path (graphs.forward op by op, as with a layer_hook): same
     kernels, same order; for both matmul modes, f32 and f16 caches, 1 and 3 threads,
     batches, single tokens and a rewrite after kv_cache_seq_rm."""
-    from bitnet.harness.corpora import corpus_path
-    from bitnet.harness.synthetic import synthetic_path
+    from bitnet_harness.corpora import corpus_path
+    from bitnet_harness.synthetic import synthetic_path
 
     if model == "smollm2":
         path = corpus_path("models/SmolLM2-135M-Instruct.Q4_1.gguf")
@@ -582,7 +582,7 @@ def test_fused_forward_is_the_per_op_path(model: str) -> None:
 def test_fused_forward_matches_reference_backend() -> None:
     """The fused path vs the numpy reference on a synthetic bitnet model (sub-norms, `.scale`
     matmuls, NEOX rope): float path NMSE 1e-9 (measured 3.3e-13), same argmax everywhere."""
-    from bitnet.harness.synthetic import synthetic_path
+    from bitnet_harness.synthetic import synthetic_path
 
     path = synthetic_path("bitnet-tq2_0")
     got = _eval_logits(path, opt.OptimizedBackend(n_threads=2), hook=False).astype(np.float64)
@@ -628,10 +628,10 @@ def test_falls_back_when_extension_is_hidden() -> None:
         import sys
         class Hide:
             def find_spec(self, name, path=None, target=None):
-                if name == "bitnet.optimized._kernels":
+                if name == "bitnet_kernels._kernels":
                     raise ImportError("hidden by the test")
         sys.meta_path.insert(0, Hide())
-        import bitnet.optimized as opt
+        import bitnet_kernels as opt
         from bitnet.ops import NumpyBackend
         assert not opt.available()
         assert "hidden by the test" in opt.unavailable_reason(), opt.unavailable_reason()
@@ -701,7 +701,7 @@ def test_sanitizer_build_selftest(tmp_path: Path) -> None:
         pytest.skip("gcc with libasan not available")
     so = build_kernels(tmp_path, sanitize=True)
     body = """
-        from bitnet.optimized.selftest import run_selftest
+        from bitnet_kernels.selftest import run_selftest
         sys.exit(min(run_selftest(), 125))
         """
     r = run_with_kernels(so, body, env=dict(os.environ, LD_PRELOAD=asan, **SANITIZER_OPTIONS))

@@ -1,4 +1,4 @@
-"""`bitnet.peer_numerics.PeerBackend` against llama.cpp's own intermediate tensors.
+"""`bitnet.numerics.PeerBackend` against llama.cpp's own intermediate tensors.
 
 llama.cpp's eval callback (`cb_eval` in llama_context_params, reached through
 llama-cpp-python's ctypes bindings) hands every graph node to Python; the tensors are read
@@ -21,16 +21,16 @@ from typing import Any, Callable, Dict, List, Tuple
 import numpy as np
 import pytest
 
-from bitnet.harness.corpora import SMOLLM2, corpus_path
 from bitnet.model import Context, Model
 from bitnet.model.graphs import rope_params
-from bitnet.peer_numerics import (
+from bitnet.numerics import (
     PeerBackend,
     emulates_llamacpp_build,
     f16_dot,
     peer_backend_available,
     v_expf,
 )
+from bitnet_harness.corpora import SMOLLM2, corpus_path
 
 PROMPT = b"The capital of France is"
 

@@ -1,4 +1,4 @@
-"""bitnet.quantize (GGUF -> GGUF) against llama.cpp's llama_model_quantize, and bitnet.convert
+"""bitnet.tools.quantize (GGUF -> GGUF) against llama.cpp's llama_model_quantize, and bitnet.tools.convert
 (Hugging Face BitNet checkpoints -> GGUF) against llama.cpp's own convert_hf_to_gguf.py (pinned
 from the llama-cpp-python sdist by `bitnet-compat fetch`) and against GGUFs written directly
 from the same ternary weights. Every model here is tiny (width 256, 1-2 layers).
@@ -21,17 +21,17 @@ import llama_cpp
 import numpy as np
 import pytest
 
-from bitnet.convert import convert, pack_weights, unpack_weights, write_safetensors
-from bitnet.convert import main as convert_main
 from bitnet.errors import BitNetError
 from bitnet.gguf import load
 from bitnet.gguf.writer import write_gguf
-from bitnet.harness.corpora import corpus_path
 from bitnet.model import Context, Model
-from bitnet.quantize import NON_TERNARY_THRESHOLD, NonTernaryWarning, quantize_file, ternarize
-from bitnet.quantize import main as quantize_main
 from bitnet.quants import dequantize, quantize
 from bitnet.tokenizers import load as load_tokenizer
+from bitnet.tools.convert import convert, pack_weights, unpack_weights, write_safetensors
+from bitnet.tools.convert import main as convert_main
+from bitnet.tools.quantize import NON_TERNARY_THRESHOLD, NonTernaryWarning, quantize_file, ternarize
+from bitnet.tools.quantize import main as quantize_main
+from bitnet_harness.corpora import corpus_path
 
 F32, F16, Q8_0, Q4_0, Q4_K, Q6_K, TQ2_0, I2_S = 0, 1, 8, 2, 12, 14, 35, 36
 
@@ -223,7 +223,7 @@ def test_i2_s_tq2_0_round_trip_exact_up_to_fp16_scale(tmp_path: Path) -> None:
 
 
 def test_ternarize_error_measurements() -> None:
-    """The numbers NON_TERNARY_THRESHOLD is justified by (see bitnet.quantize)."""
+    """The numbers NON_TERNARY_THRESHOLD is justified by (see bitnet.tools.quantize)."""
     rng = np.random.default_rng(0)
     t = rng.integers(-1, 2, (256, 256)).astype(np.float32) * np.float32(0.02)
     cases = {
@@ -521,7 +521,7 @@ def test_convert_hf_checkpoint(tmp_path: Path, layout: str, outtype: str) -> Non
 def test_quantized_file_runs_in_llama_cpp_like_here(tmp_path: Path, qtype: str) -> None:
     """A file quantized by `bitnet quantize` loads in llama.cpp, and llama.cpp's logits and
     this engine's on it agree within the reference engine's whole-model bound."""
-    from bitnet.harness.synthetic import synthetic_path
+    from bitnet_harness.synthetic import synthetic_path
 
     out = tmp_path / f"tiny-{qtype}.gguf"
     quantize_file(synthetic_path("llama-f16"), out, qtype)
@@ -641,7 +641,7 @@ def spm_conversions(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Tuple
     return out
 
 
-# keys one converter writes and the other does not (see the bitnet.convert docstring)
+# keys one converter writes and the other does not (see the bitnet.tools.convert docstring)
 ONLY_LLAMA_CPP_KEYS = {"general.size_label", "bitnet.rope.scaling.type",
                        "bitnet.rope.scaling.factor"}
 ONLY_OURS_KEYS = {"bitnet.vocab_size", "bitnet.rope.dimension_count"}

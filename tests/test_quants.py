@@ -322,7 +322,7 @@ def test_f16_every_bit_pattern(ggml_c: GgmlC) -> None:
 
 def _smollm2() -> Any:
     from bitnet.gguf import load
-    from bitnet.harness.corpora import SMOLLM2, corpus_path
+    from bitnet_harness.corpora import SMOLLM2, corpus_path
 
     with warnings.catch_warnings():  # the file's metadata repairs are not this test's topic
         warnings.simplefilter("ignore")

@@ -1,7 +1,7 @@
 """The reference inference engine (bitnet.ops + bitnet.model) against llama.cpp.
 
 Oracle: llama-cpp-python (`Llama(..., logits_all=True)`), on the real SmolLM2-135M Q4_1
-model and on synthetic tiny models (bitnet.harness.synthetic). Metrics as llama.cpp's
+model and on synthetic tiny models (bitnet_harness.synthetic). Metrics as llama.cpp's
 test-backend-ops: NMSE = sum((a-b)^2)/sum(a^2) per position, argmax agreement; an argmax
 that differs must sit on a near-tie of llama.cpp's logits. Thresholds are justified next
 to each assertion from measured data (numbers from runs on x86-64 AVX-512, 2 threads).
@@ -9,7 +9,7 @@ to each assertion from measured data (numbers from runs on x86-64 AVX-512, 2 thr
 Every comparison runs twice: activation_quant="none" (exact float activations, the
 reference default) and "peer" (activations rounded as llama.cpp's kernels round them,
 with llama.cpp's default F16 KV cache). On SmolLM2 a third mode, "peer-exact"
-(`bitnet.peer_numerics.PeerBackend`: llama.cpp's float order in every op), is evaluated
+(`bitnet.numerics.PeerBackend`: llama.cpp's float order in every op), is evaluated
 on llama.cpp's own schedule (prompt in one batch, then one token per eval) and gives
 llama.cpp's logits bit for bit.
 """
@@ -25,8 +25,11 @@ import numpy as np
 import pytest
 
 from bitnet.errors import ContextLengthExceededError, UnsupportedError
-from bitnet.harness.corpora import SMOLLM2, corpus_path
-from bitnet.harness.differential import (
+from bitnet.model import SUPPORTED_ARCHITECTURES, Context, Model
+from bitnet.numerics import emulates_llamacpp_build
+from bitnet.ops import ROPE_NEOX, ROPE_NORMAL, NumpyBackend, RopeParams
+from bitnet_harness.corpora import SMOLLM2, corpus_path
+from bitnet_harness.differential import (
     MODES,
     SMOLLM2_PROMPTS,
     SYNTHETIC_PROMPTS,
@@ -40,10 +43,7 @@ from bitnet.harness.differential import (
     teacher_forced,
     top2_margin,
 )
-from bitnet.harness.synthetic import synthetic_path
-from bitnet.model import SUPPORTED_ARCHITECTURES, Context, Model
-from bitnet.ops import ROPE_NEOX, ROPE_NORMAL, NumpyBackend, RopeParams
-from bitnet.peer_numerics import emulates_llamacpp_build
+from bitnet_harness.synthetic import synthetic_path
 
 SMOLLM2_LONG_PROMPTS = [
     b"<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"

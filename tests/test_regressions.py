@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bitnet.harness.fuzz import REGRESSIONS, replay
+from bitnet_harness.fuzz import REGRESSIONS, replay
 
 CASES = sorted(REGRESSIONS.glob("*.json")) if REGRESSIONS.is_dir() else []
 

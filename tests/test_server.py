@@ -32,9 +32,9 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 pytest.importorskip("sse_starlette")
 
-from bitnet.harness.corpora import corpus_path  # noqa: E402
-from bitnet.harness.synthetic import synthetic_path  # noqa: E402
 from bitnet.llama_compat import Llama  # noqa: E402
+from bitnet_harness.corpora import corpus_path  # noqa: E402
+from bitnet_harness.synthetic import synthetic_path  # noqa: E402
 
 API_KEY = "sk-test-key"
 SERVER_REPEAT_PENALTY = 1.1  # the server's default (llama-cpp-python's server types.py)

@@ -22,8 +22,6 @@ from hypothesis import strategies as st
 
 from bitnet.errors import InvalidUTF8Error, UnsupportedError
 from bitnet.gguf import load as gguf_load
-from bitnet.harness.corpora import CL100K, SMOLLM2, corpus_path, vocab_names
-from bitnet.harness.fuzz import first_mismatch, text_strategy
 from bitnet.tokenizers import (
     SUPPORTED_MODEL_TYPES,
     SUPPORTED_PRE_TOKENIZERS,
@@ -35,6 +33,8 @@ from bitnet.tokenizers.gguf_tokenizer import GGUFTokenizer
 from bitnet.tokenizers.tiktoken_file import CL100K_PATTERN, CL100K_SPECIAL_TOKENS
 from bitnet.tokenizers.unicode import BYTE_TO_UNICODE, LETTER, NUMBER, cpt_flags
 from bitnet.tokenizers.vocab import _AUTO_SPECIALS
+from bitnet_harness.corpora import CL100K, SMOLLM2, corpus_path, vocab_names
+from bitnet_harness.fuzz import first_mismatch, text_strategy
 
 EXAMPLES = int(os.environ.get("BITNET_HYPOTHESIS_EXAMPLES", "30"))
 FUZZ = settings(

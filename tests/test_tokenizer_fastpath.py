@@ -25,13 +25,13 @@ from hypothesis import strategies as st
 
 from bitnet.errors import InvalidUTF8Error, TokenizationError
 from bitnet.gguf import load as gguf_load
-from bitnet.harness.corpora import CL100K, SMOLLM2, corpus_path, vocab_names
-from bitnet.harness.fuzz import first_mismatch, text_strategy
 from bitnet.tokenizers import fastpath, from_gguf_kv, load
 from bitnet.tokenizers.bpe import BPE
 from bitnet.tokenizers.gguf_tokenizer import GGUFTokenizer
 from bitnet.tokenizers.spm import spm_tokenize, spm_tokenize_chunked
 from bitnet.tokenizers.unicode import BYTE_TO_UNICODE, LETTER, NUMBER, cpt_flags
+from bitnet_harness.corpora import CL100K, SMOLLM2, corpus_path, vocab_names
+from bitnet_harness.fuzz import first_mismatch, text_strategy
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(
@@ -210,7 +210,7 @@ def test_code_point_past_unicode_is_the_same_typed_error() -> None:
 @pytest.mark.parametrize("name", ["gpt-2", "llama-bpe", "llama-spm"])
 def test_bench_corpus_matches_llamacpp(name: str) -> None:
     """128 KB of the bench's mixed corpus (prose, code, CJK): the C path's ids are llama.cpp's."""
-    from bitnet.harness.bench import mixed_corpus
+    from bitnet_harness.bench import mixed_corpus
 
     text = mixed_corpus(1 << 17)
     tok = tokenizer(name)
@@ -404,7 +404,7 @@ def test_cl100k_contractions_and_spaces() -> None:
 def test_cl100k_c_equals_tiktoken(seed: int) -> None:
     """The C encoding against the `tiktoken` library: 128 KB of the bench corpus, and random
     text over code points whose class is stable across Unicode versions."""
-    from bitnet.harness.bench import mixed_corpus
+    from bitnet_harness.bench import mixed_corpus
 
     _, enc, engine = cl100k()
     if seed == 0:

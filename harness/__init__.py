@@ -1,1 +1,0 @@
-"""bitnet.harness: the conformance runner (contracts, differential suites, fuzzing, reports)."""

@@ -1,0 +1,1 @@
+"""bitnet_harness: the conformance runner (contracts, differential suites, fuzzing, reports)."""

