@@ -40,7 +40,8 @@ from hypothesis import strategies as st
 import bitnet_kernels as opt
 from bitnet import quants
 from bitnet.errors import GGUFError
-from bitnet.ggml_types import GGML_TYPES_BY_NAME, QK_K
+from bitnet.ggml_types import GGML_TYPES_BY_NAME, QK_K, GGMLType
+from bitnet.metrics import nmse_total as nmse
 from bitnet.ops import (
     ROPE_NEOX,
     ROPE_NORMAL,
@@ -51,7 +52,6 @@ from bitnet.ops import (
     peer_activations,
 )
 from bitnet_kernels.bench import DEFAULT_TYPES, random_weight_bytes
-from bitnet_kernels.selftest import nmse
 
 from .kernel_builds import SANITIZER_OPTIONS, build_kernels, libasan, run_with_kernels
 
@@ -287,7 +287,7 @@ def test_activation_quantizers_are_byte_exact() -> None:
         assert buf.tobytes() == q8_0_runtime_bytes(x[None])
         buf = np.zeros(2 * 292, dtype=np.uint8)
         assert lib.bn_quantize_row_q8_K(ffi.from_buffer("float[]", x), ffi.from_buffer(buf), x.size) == 0
-        assert buf.tobytes() == quants.quantize(x, quants.Q8_K).tobytes()
+        assert buf.tobytes() == quants.quantize(x, GGMLType.Q8_K).tobytes()
         q = np.zeros(x.size, dtype=np.int8)
         s, total = ffi.new("float *"), ffi.new("int32_t *")
         xp, qp = ffi.from_buffer("float[]", x), ffi.from_buffer("int8_t[]", q)
@@ -394,8 +394,8 @@ def test_real_model_logits_match_reference_backend() -> None:
 @needs_ext
 def test_bad_inputs_raise_instead_of_reading_out_of_bounds() -> None:
     rng = np.random.default_rng(4)
-    data = quants.quantize(rng.standard_normal((4, 64)).astype(np.float32), quants.Q8_0)
-    short = QTensor("w", quants.Q8_0, (64, 4), data[:-1])  # a truncated tensor
+    data = quants.quantize(rng.standard_normal((4, 64)).astype(np.float32), GGMLType.Q8_0)
+    short = QTensor("w", GGMLType.Q8_0, (64, 4), data[:-1])  # a truncated tensor
     with pytest.raises(GGUFError):
         opt.OptimizedBackend().matmul(short, rng.standard_normal((1, 64)).astype(np.float32))
     with pytest.raises(ValueError):
@@ -413,8 +413,8 @@ def test_bad_inputs_raise_instead_of_reading_out_of_bounds() -> None:
 def test_unsupported_type_falls_back_to_reference() -> None:
     rng = np.random.default_rng(2)
     x = rng.standard_normal((3, 64)).astype(np.float32)
-    data = quants.quantize(rng.standard_normal((5, 64)).astype(np.float32), quants.Q5_0)
-    w = QTensor("w", quants.Q5_0, (64, 5), data)
+    data = quants.quantize(rng.standard_normal((5, 64)).astype(np.float32), GGMLType.Q5_0)
+    w = QTensor("w", GGMLType.Q5_0, (64, 5), data)
     assert np.array_equal(opt.OptimizedBackend().matmul(w, x), NumpyBackend().matmul(w, x))
 
 

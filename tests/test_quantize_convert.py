@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from bitnet.errors import BitNetError
+from bitnet.ggml_types import GGMLType
 from bitnet.gguf import load
 from bitnet.gguf.writer import write_gguf
 from bitnet.model import Context, Model
@@ -32,8 +33,6 @@ from bitnet.tools.convert import main as convert_main
 from bitnet.tools.quantize import NON_TERNARY_THRESHOLD, NonTernaryWarning, quantize_file, ternarize
 from bitnet.tools.quantize import main as quantize_main
 from bitnet_harness.corpora import corpus_path
-
-F32, F16, Q8_0, Q4_0, Q4_K, Q6_K, TQ2_0, I2_S = 0, 1, 8, 2, 12, 14, 35, 36
 
 # ---------------------------------------------------------------------------------------
 # quantize vs llama.cpp
@@ -121,7 +120,7 @@ def _compare_with_llama_cpp(src: Path, tmp_path: Path, qtype: str, **kw: Any) ->
     shape and bytes; metadata copied verbatim."""
     ours, theirs = tmp_path / "ours.gguf", tmp_path / "llama_cpp.gguf"
     if qtype in PURE_FTYPES:
-        _llama_cpp_quantize(src, theirs, PURE_FTYPES[qtype], pure=True, output_type=Q6_K)
+        _llama_cpp_quantize(src, theirs, PURE_FTYPES[qtype], pure=True, output_type=GGMLType.Q6_K)
     else:
         _llama_cpp_quantize(src, theirs, FTYPES[qtype])
     with warnings.catch_warnings():
@@ -143,14 +142,15 @@ def _compare_with_llama_cpp(src: Path, tmp_path: Path, qtype: str, **kw: Any) ->
             pytest.fail(f"{qtype} {name} ({t.type_id}): first differing byte {first}")
     # llama.cpp's rules for the big tensors (no exception: K-quants are quantized here)
     if qtype not in ("Q8_0", "F16", "BF16"):
-        assert b.tensors["output.weight"].type_id == Q6_K
+        assert b.tensors["output.weight"].type_id == GGMLType.Q6_K
     if qtype in ("TQ1_0", "TQ2_0"):
-        assert b.tensors["token_embd.weight"].type_id == Q4_K
+        assert b.tensors["token_embd.weight"].type_id == GGMLType.Q4_K
     # the ne0 fallback is llama.cpp's: 256-weight types on ffn_down (ne0 = 320) -> a
     # 32-weight type (the bytes above already matched llama.cpp's choice)
     notes = {p.name: p.note for p in report.fallbacks}
-    fallback = {"TQ1_0": Q4_0, "TQ2_0": Q4_0, "Q2_K": Q4_0, "Q3_K": Q4_0, "Q4_K": 6,
-                "Q5_K": 7, "Q6_K": Q8_0}
+    fallback = {"TQ1_0": GGMLType.Q4_0, "TQ2_0": GGMLType.Q4_0, "Q2_K": GGMLType.Q4_0,
+                "Q3_K": GGMLType.Q4_0, "Q4_K": GGMLType.Q5_0, "Q5_K": GGMLType.Q5_1,
+                "Q6_K": GGMLType.Q8_0}
     if qtype in fallback and a.tensors["blk.0.ffn_down.weight"].shape[0] % 256:
         assert "not divisible by 256" in notes["blk.0.ffn_down.weight"]
         assert b.tensors["blk.0.ffn_down.weight"].type_id == fallback[qtype]
@@ -265,7 +265,7 @@ def test_quantize_refuses_in_place_and_cli(f32_file: Path, tmp_path: Path,
     assert "WARNING" in err and "blk.0.ffn_down.weight" in err and "-> Q4_0" in err
     gf = load(out)
     assert gf.kv["general.file_type"] == 37
-    assert gf.tensors["blk.0.attn_norm.weight"].type_id == F32  # norms stay F32
+    assert gf.tensors["blk.0.attn_norm.weight"].type_id == GGMLType.F32  # norms stay F32
 
 
 def _peak_alloc(src: Path, dst: Path, qtype: str) -> int:
@@ -424,9 +424,9 @@ def _reference_gguf(path: Path, arch: str, expected: Dict[str, np.ndarray], tok_
     tensors = []
     for name, w in expected.items():
         if w.ndim == 1:
-            tensors.append((name, w.shape, F32, w.astype("<f4").tobytes()))
+            tensors.append((name, w.shape, GGMLType.F32, w.astype("<f4").tobytes()))
         elif name == "token_embd.weight":
-            tensors.append((name, w.shape[::-1], F16, quantize(w, F16).tobytes()))
+            tensors.append((name, w.shape[::-1], GGMLType.F16, quantize(w, GGMLType.F16).tobytes()))
         else:
             tensors.append((name, w.shape[::-1], qtype, quantize(w, qtype).tobytes()))
     write_gguf(path, kv, tok_types, tensors)
@@ -457,7 +457,7 @@ def test_convert_hf_checkpoint(tmp_path: Path, layout: str, outtype: str) -> Non
     assert convert_main([str(tmp_path / "hf"), str(out), "--outtype", outtype]) == 0
     gf = load(out)
     arch = "bitnet-b1.58" if layout == "packed" else "bitnet"
-    qtype = {"i2_s": I2_S, "tq2_0": TQ2_0}[outtype]
+    qtype = {"i2_s": GGMLType.I2_S, "tq2_0": GGMLType.TQ2_0}[outtype]
     assert gf.architecture == arch
     assert gf.kv["general.file_type"] == {"i2_s": 40, "tq2_0": 37}[outtype]
     assert gf.kv[f"{arch}.attention.head_count_kv"] == KV_HEADS
@@ -473,9 +473,9 @@ def test_convert_hf_checkpoint(tmp_path: Path, layout: str, outtype: str) -> Non
     for name, w in expected.items():
         t = gf.tensors[name]
         got = dequantize(gf.tensor_bytes(name), t.type_id, t.np_shape)
-        if t.type_id == TQ2_0:
+        if t.type_id == GGMLType.TQ2_0:
             np.testing.assert_allclose(got, w, rtol=2.0**-11, atol=0)
-        elif t.type_id == F16:
+        elif t.type_id == GGMLType.F16:
             np.testing.assert_array_equal(got, w.astype(np.float16).astype(np.float32))
         else:
             np.testing.assert_array_equal(got, w, err_msg=name)
@@ -498,7 +498,7 @@ def test_convert_hf_checkpoint(tmp_path: Path, layout: str, outtype: str) -> Non
     assert np.all(np.isfinite(got))
     np.testing.assert_array_equal(got, want)
 
-    if arch == "bitnet" and qtype == TQ2_0:
+    if arch == "bitnet" and qtype == GGMLType.TQ2_0:
         # mainline llama.cpp runs `bitnet` with TQ2_0 weights: the converted file is the oracle's
         llm = llama_cpp.Llama(model_path=str(out), n_ctx=32, logits_all=True, verbose=False,
                               n_threads=1)
@@ -663,9 +663,9 @@ def test_convert_equals_llama_cpp_convert_hf_to_gguf(
         u = ours.tensors[name]
         assert (u.type_id, u.shape) == (t.type_id, t.shape), name
         assert np.array_equal(ours.tensor_bytes(name), theirs.tensor_bytes(name)), name
-    want = {"tq2_0": TQ2_0, "tq1_0": 34, "f16": F16}[outtype]
+    want = {"tq2_0": GGMLType.TQ2_0, "tq1_0": 34, "f16": GGMLType.F16}[outtype]
     assert ours.tensors["blk.0.ffn_up.weight"].type_id == want
-    assert ours.tensors["token_embd.weight"].type_id == F16
+    assert ours.tensors["token_embd.weight"].type_id == GGMLType.F16
     # metadata: every key both write is equal in type and value, except general.name
     # (llama.cpp's gguf.Metadata derives a display name from the directory name with its
     # own heuristics: "Bitnet_B1_58 Tiny" for "bitnet_b1_58-tiny"; we keep the name)

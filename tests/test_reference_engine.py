@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 
 from bitnet.errors import ContextLengthExceededError, UnsupportedError
+from bitnet.metrics import nmse
 from bitnet.model import SUPPORTED_ARCHITECTURES, Context, Model
 from bitnet.numerics import emulates_llamacpp_build
 from bitnet.ops import ROPE_NEOX, ROPE_NORMAL, NumpyBackend, RopeParams
@@ -38,7 +39,6 @@ from bitnet_harness.differential import (
     llama,
     llama_cases,
     load_model,
-    nmse,
     scheduled_forced,
     teacher_forced,
     top2_margin,

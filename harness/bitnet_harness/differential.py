@@ -22,6 +22,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from bitnet.metrics import nmse
 from bitnet.model import Context, Model
 from bitnet.ops import NumpyBackend
 from bitnet_harness.corpora import SMOLLM2, corpus_path
@@ -53,12 +54,6 @@ SYNTHETIC_PROMPTS = [
     b"a b c d e f g",
 ]
 N_GEN = 32  # greedy continuation length
-
-
-def nmse(ours: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """Per-row NMSE of ours against ref. (T, V), (T, V) -> (T,)."""
-    ours64, ref64 = ours.astype(np.float64), ref.astype(np.float64)
-    return np.asarray(((ours64 - ref64) ** 2).sum(-1) / (ref64**2).sum(-1))
 
 
 def top2_margin(logits: np.ndarray) -> np.ndarray:

@@ -38,7 +38,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union, cast
 
 import numpy as np
 
-from bitnet.ggml_types import GGML_TYPES_BY_NAME, I2_S, tensor_nbytes
+from bitnet.ggml_types import GGML_TYPES_BY_NAME, GGMLType, tensor_nbytes
 from bitnet_harness.corpora import corpus_path, data_dir
 
 GENERATOR_VERSION = 2  # bump when the weights a (kind, size, seed) produces change
@@ -143,13 +143,13 @@ class _Writer:
 
         type_id = GGML_TYPES_BY_NAME[type_name].id
         raw = np.asarray(quants.quantize(np.ascontiguousarray(x, dtype=np.float32), type_id))
-        if type_id == I2_S:
+        if type_id == GGMLType.I2_S:
             # subtle: gguf-py derives shapes from its own type table, which lacks id 36;
             # declare the tensor info by hand and attach the bytes.
-            nbytes = tensor_nbytes(I2_S, x.size)
+            nbytes = tensor_nbytes(GGMLType.I2_S, x.size)
             assert raw.nbytes == nbytes, (name, raw.nbytes, nbytes)
             self.w.add_tensor_info(name, x.shape, np.dtype(np.float32), nbytes,
-                                   raw_dtype=cast(Any, I2_S))
+                                   raw_dtype=cast(Any, GGMLType.I2_S))
             self.w.tensors[-1][name].tensor = raw
             return
         self.w.add_tensor(name, raw.reshape(x.shape[:-1] + (-1,)),

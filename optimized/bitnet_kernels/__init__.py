@@ -57,7 +57,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from bitnet.ggml_types import GGML_TYPES, tensor_nbytes
+from bitnet.ggml_types import GGML_TYPES, GGMLType, tensor_nbytes
 from bitnet.ops import ROPE_NEOX, ROPE_NORMAL, NumpyBackend, QTensor, RopeParams, rope_cos_sin
 
 __all__ = [
@@ -76,12 +76,14 @@ __all__ = [
 ISA_NAMES = ("scalar", "avx2", "avx512", "neon")  # index = the C enum
 PARALLEL_MIN_MACS = 4_000_000  # smaller matmuls run on the calling thread (see matmul)
 # ggml type ids the C matmul / get_rows handle
-SUPPORTED_TYPES = frozenset({0, 1, 2, 3, 8, 12, 14, 34, 35, 36})
-_STRUCTS = {  # C struct -> ggml type name whose bytes-per-block it must equal
-    "block_q8_0": "Q8_0", "block_q4_0": "Q4_0", "block_q4_1": "Q4_1", "block_q4_K": "Q4_K",
-    "block_q6_K": "Q6_K", "block_q8_K": "Q8_K", "block_tq1_0": "TQ1_0", "block_tq2_0": "TQ2_0",
-    "block_i2_s": "I2_S",
+T = GGMLType
+SUPPORTED_TYPES = frozenset({T.F32, T.F16, T.Q4_0, T.Q4_1, T.Q8_0, T.Q4_K, T.Q6_K, T.TQ1_0, T.TQ2_0, T.I2_S})
+_STRUCTS = {  # C struct -> the ggml type whose bytes-per-block it must equal
+    "block_q8_0": T.Q8_0, "block_q4_0": T.Q4_0, "block_q4_1": T.Q4_1, "block_q4_K": T.Q4_K,
+    "block_q6_K": T.Q6_K, "block_q8_K": T.Q8_K, "block_tq1_0": T.TQ1_0, "block_tq2_0": T.TQ2_0,
+    "block_i2_s": T.I2_S,
 }
+del T
 
 _ffi: Any = None
 _lib: Any = None
@@ -101,18 +103,14 @@ def _load() -> None:
             "`pip install -e . --no-deps --no-build-isolation` (needs cffi and a C compiler)"
         )
         return
-    for struct, name in _STRUCTS.items():
-        if ffi.sizeof(struct) != GGML_TYPES[_type_id(name)].type_size:
+    for struct, type_ in _STRUCTS.items():
+        if ffi.sizeof(struct) != GGML_TYPES[type_].type_size:
             _reason = (
                 f"C struct {struct} is {ffi.sizeof(struct)} bytes but ggml_types says "
-                f"{name} blocks are {GGML_TYPES[_type_id(name)].type_size}"
+                f"{type_.name} blocks are {GGML_TYPES[type_].type_size}"
             )
             return
     _ffi, _lib = ffi, lib
-
-
-def _type_id(name: str) -> int:
-    return next(t.id for t in GGML_TYPES.values() if t.name == name)
 
 
 _load()

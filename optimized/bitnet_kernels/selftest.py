@@ -19,6 +19,7 @@ import numpy as np
 
 from bitnet import quants
 from bitnet.ggml_types import GGML_TYPES_BY_NAME
+from bitnet.metrics import nmse_total
 from bitnet.ops import ROPE_NEOX, ROPE_NORMAL, NumpyBackend, QTensor, RopeParams
 from bitnet_kernels.bench import DEFAULT_TYPES, random_weight_bytes
 
@@ -26,13 +27,6 @@ NMSE_FLOAT_PATH = 1e-9
 NMSE_PEER = 5e-4  # vs the float truth, outputs of >= 32 values
 NMSE_NORM = 1e-7
 NMSE_SOFTMAX = 1e-6
-
-
-def nmse(a: np.ndarray, ref: np.ndarray) -> float:
-    """test-backend-ops' metric: sum((a - ref)^2) / sum(ref^2)."""
-    ref = ref.astype(np.float64)
-    den = float(np.sum(ref * ref))
-    return float(np.sum((a.astype(np.float64) - ref) ** 2)) / (den if den > 0 else 1.0)
 
 
 def run_selftest(verbose: bool = True) -> int:
@@ -63,14 +57,14 @@ def run_selftest(verbose: bool = True) -> int:
                     want = x.astype(np.float64) @ wf.T
                     for aq, limit in (("none", NMSE_FLOAT_PATH), ("peer", NMSE_PEER)):
                         got = opt.OptimizedBackend(activation_quant=aq, n_threads=3).matmul(w, x)
-                        e = nmse(got, want)
+                        e = nmse_total(got, want)
                         if n * tt >= 32 and not e <= limit:  # NMSE of a few dots is noise
                             failures.append(f"matmul {name} {isa} {aq} N={n} D={d} T={tt}: nmse {e:.3g}")
                         # every SIMD variant computes what the scalar *_ref computes
                         os.environ["BITNET_ISA"] = "scalar"
                         base = opt.OptimizedBackend(activation_quant=aq).matmul(w, x)
                         os.environ["BITNET_ISA"] = isa
-                        e = nmse(got, base)
+                        e = nmse_total(got, base)
                         if not e <= (NMSE_FLOAT_PATH if n * tt >= 32 else 1e-6):
                             failures.append(f"matmul {name} {isa} {aq} N={n} D={d} T={tt}: vs scalar {e:.3g}")
                     rows = rng.integers(0, n, size=4)
@@ -93,7 +87,7 @@ def run_selftest(verbose: bool = True) -> int:
                     pos = np.array([0, 17])
                     checks.append((f"rope{mode}", be.rope(xr, pos, p), ref.rope(xr, pos, p), NMSE_NORM))
                 for what, got, want, limit in checks:
-                    e = nmse(got, want)
+                    e = nmse_total(got, want)
                     if not e <= limit:
                         failures.append(f"{what} {isa} D={d}: nmse {e:.3g}")
     finally:

@@ -1,4 +1,4 @@
-"""The one table of ggml tensor types: id, name, weights per block, bytes per block.
+"""The one table of ggml tensor types: `GGMLType` (the ids) and their block layouts.
 
 Everything that needs a block size (the GGUF reader's validation, dequantization,
 quantization, the C kernels' struct checks) derives it from `GGML_TYPES`. Sizes are
@@ -11,63 +11,113 @@ bitnet.cpp's.
 
 from __future__ import annotations
 
-from typing import Dict, NamedTuple
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Dict, NamedTuple, Tuple
 
 QK_K = 256
 
 
-class GGMLType(NamedTuple):
-    id: int
-    name: str
+class GGMLType(IntEnum):
+    """ggml's tensor type ids (ggml.h `enum ggml_type`); I2_S is bitnet.cpp's id 36."""
+
+    F32 = 0
+    F16 = 1
+    Q4_0 = 2
+    Q4_1 = 3
+    Q5_0 = 6
+    Q5_1 = 7
+    Q8_0 = 8
+    Q8_1 = 9
+    Q2_K = 10
+    Q3_K = 11
+    Q4_K = 12
+    Q5_K = 13
+    Q6_K = 14
+    Q8_K = 15
+    IQ2_XXS = 16
+    IQ2_XS = 17
+    IQ3_XXS = 18
+    IQ1_S = 19
+    IQ4_NL = 20
+    IQ3_S = 21
+    IQ2_S = 22
+    IQ4_XS = 23
+    I8 = 24
+    I16 = 25
+    I32 = 26
+    I64 = 27
+    F64 = 28
+    IQ1_M = 29
+    BF16 = 30
+    TQ1_0 = 34
+    TQ2_0 = 35
+    I2_S = 36
+    MXFP4 = 39
+    NVFP4 = 40
+    Q1_0 = 41
+    Q2_0 = 42
+
+
+class TypeTraits(NamedTuple):
+    """A type's block layout: weights per block and bytes per block."""
+
+    type: GGMLType
     block_size: int  # weights per block
     type_size: int  # bytes per block
 
+    @property
+    def id(self) -> int:
+        return int(self.type)
 
-def _t(id: int, name: str, block_size: int, type_size: int) -> GGMLType:
-    return GGMLType(id, name, block_size, type_size)
+    @property
+    def name(self) -> str:
+        return self.type.name
 
 
+T = GGMLType
 _TABLE = [
-    _t(0, "F32", 1, 4),
-    _t(1, "F16", 1, 2),
-    _t(2, "Q4_0", 32, 2 + 16),
-    _t(3, "Q4_1", 32, 2 + 2 + 16),
-    _t(6, "Q5_0", 32, 2 + 4 + 16),
-    _t(7, "Q5_1", 32, 2 + 2 + 4 + 16),
-    _t(8, "Q8_0", 32, 2 + 32),
-    _t(9, "Q8_1", 32, 2 + 2 + 32),
-    _t(10, "Q2_K", QK_K, 2 + 2 + QK_K // 16 + QK_K // 4),
-    _t(11, "Q3_K", QK_K, 2 + QK_K // 4 + QK_K // 8 + 12),
-    _t(12, "Q4_K", QK_K, 2 + 2 + QK_K // 2 + 12),
-    _t(13, "Q5_K", QK_K, 2 + 2 + QK_K // 2 + QK_K // 8 + 12),
-    _t(14, "Q6_K", QK_K, 2 + QK_K // 2 + QK_K // 4 + QK_K // 16),
-    _t(15, "Q8_K", QK_K, 4 + QK_K + QK_K // 8),
-    _t(16, "IQ2_XXS", QK_K, 2 + QK_K // 4),
-    _t(17, "IQ2_XS", QK_K, 2 + QK_K // 4 + QK_K // 32),
-    _t(18, "IQ3_XXS", QK_K, 2 + QK_K // 4 + QK_K // 8),
-    _t(19, "IQ1_S", QK_K, 2 + QK_K // 8 + QK_K // 16),
-    _t(20, "IQ4_NL", 32, 2 + 16),
-    _t(21, "IQ3_S", QK_K, 2 + QK_K // 4 + QK_K // 8 + QK_K // 32 + 4),
-    _t(22, "IQ2_S", QK_K, 2 + QK_K // 4 + QK_K // 16),
-    _t(23, "IQ4_XS", QK_K, 2 + 2 + QK_K // 2 + QK_K // 64),
-    _t(24, "I8", 1, 1),
-    _t(25, "I16", 1, 2),
-    _t(26, "I32", 1, 4),
-    _t(27, "I64", 1, 8),
-    _t(28, "F64", 1, 8),
-    _t(29, "IQ1_M", QK_K, QK_K // 8 + QK_K // 16 + QK_K // 32),
-    _t(30, "BF16", 1, 2),
-    _t(34, "TQ1_0", QK_K, 2 + 4 * 13),
-    _t(35, "TQ2_0", QK_K, 2 + 64),
-    _t(36, "I2_S", 128, 128 // 4),  # + one f32 scale per tensor, see tensor_nbytes
-    _t(39, "MXFP4", 32, 1 + 16),
-    _t(40, "NVFP4", 64, 4 + 32),
-    _t(41, "Q1_0", 128, 2 + 16),
-    _t(42, "Q2_0", 64, 2 + 16),
+    TypeTraits(T.F32, 1, 4),
+    TypeTraits(T.F16, 1, 2),
+    TypeTraits(T.Q4_0, 32, 2 + 16),
+    TypeTraits(T.Q4_1, 32, 2 + 2 + 16),
+    TypeTraits(T.Q5_0, 32, 2 + 4 + 16),
+    TypeTraits(T.Q5_1, 32, 2 + 2 + 4 + 16),
+    TypeTraits(T.Q8_0, 32, 2 + 32),
+    TypeTraits(T.Q8_1, 32, 2 + 2 + 32),
+    TypeTraits(T.Q2_K, QK_K, 2 + 2 + QK_K // 16 + QK_K // 4),
+    TypeTraits(T.Q3_K, QK_K, 2 + QK_K // 4 + QK_K // 8 + 12),
+    TypeTraits(T.Q4_K, QK_K, 2 + 2 + QK_K // 2 + 12),
+    TypeTraits(T.Q5_K, QK_K, 2 + 2 + QK_K // 2 + QK_K // 8 + 12),
+    TypeTraits(T.Q6_K, QK_K, 2 + QK_K // 2 + QK_K // 4 + QK_K // 16),
+    TypeTraits(T.Q8_K, QK_K, 4 + QK_K + QK_K // 8),
+    TypeTraits(T.IQ2_XXS, QK_K, 2 + QK_K // 4),
+    TypeTraits(T.IQ2_XS, QK_K, 2 + QK_K // 4 + QK_K // 32),
+    TypeTraits(T.IQ3_XXS, QK_K, 2 + QK_K // 4 + QK_K // 8),
+    TypeTraits(T.IQ1_S, QK_K, 2 + QK_K // 8 + QK_K // 16),
+    TypeTraits(T.IQ4_NL, 32, 2 + 16),
+    TypeTraits(T.IQ3_S, QK_K, 2 + QK_K // 4 + QK_K // 8 + QK_K // 32 + 4),
+    TypeTraits(T.IQ2_S, QK_K, 2 + QK_K // 4 + QK_K // 16),
+    TypeTraits(T.IQ4_XS, QK_K, 2 + 2 + QK_K // 2 + QK_K // 64),
+    TypeTraits(T.I8, 1, 1),
+    TypeTraits(T.I16, 1, 2),
+    TypeTraits(T.I32, 1, 4),
+    TypeTraits(T.I64, 1, 8),
+    TypeTraits(T.F64, 1, 8),
+    TypeTraits(T.IQ1_M, QK_K, QK_K // 8 + QK_K // 16 + QK_K // 32),
+    TypeTraits(T.BF16, 1, 2),
+    TypeTraits(T.TQ1_0, QK_K, 2 + 4 * 13),
+    TypeTraits(T.TQ2_0, QK_K, 2 + 64),
+    TypeTraits(T.I2_S, 128, 128 // 4),  # + one f32 scale per tensor, see tensor_nbytes
+    TypeTraits(T.MXFP4, 32, 1 + 16),
+    TypeTraits(T.NVFP4, 64, 4 + 32),
+    TypeTraits(T.Q1_0, 128, 2 + 16),
+    TypeTraits(T.Q2_0, 64, 2 + 16),
 ]
+del T
 
-GGML_TYPES: Dict[int, GGMLType] = {t.id: t for t in _TABLE}
-GGML_TYPES_BY_NAME: Dict[str, GGMLType] = {t.name: t for t in _TABLE}
+GGML_TYPES: Dict[int, TypeTraits] = {t.type: t for t in _TABLE}
+GGML_TYPES_BY_NAME: Dict[str, TypeTraits] = {t.type.name: t for t in _TABLE}
 
 # Ids that once existed and were removed from ggml; named in error messages.
 REMOVED_TYPE_NAMES: Dict[int, str] = {
@@ -80,7 +130,6 @@ REMOVED_TYPE_NAMES: Dict[int, str] = {
     38: "IQ4_NL_8_8",
 }
 
-I2_S = 36
 I2_S_SCALE_BYTES = 32  # the f32 scale, padded to 32 bytes as bitnet.cpp allocates it
 
 
@@ -88,6 +137,32 @@ def tensor_nbytes(type_id: int, n_elements: int) -> int:
     """Bytes a tensor of `n_elements` weights occupies; n_elements must fill whole blocks."""
     t = GGML_TYPES[type_id]
     nbytes = (n_elements // t.block_size) * t.type_size
-    if type_id == I2_S:
+    if type_id == GGMLType.I2_S:
         nbytes += I2_S_SCALE_BYTES
     return nbytes
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A tensor's name, ggml type and shape; the base of the GGUF header entry
+    (`bitnet.gguf.TensorInfo`) and of a weight with its bytes (`bitnet.ops.QTensor`)."""
+
+    name: str
+    type_id: int
+    shape: Tuple[int, ...]  # ggml order: ne0 (the contiguous row length) first
+
+    @property
+    def n_elements(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+    @property
+    def np_shape(self) -> Tuple[int, ...]:
+        """numpy order (reversed ggml order): a matmul weight is (N, D)."""
+        return tuple(reversed(self.shape))
+
+    @property
+    def type_name(self) -> str:
+        return GGML_TYPES[self.type_id].name

@@ -28,10 +28,9 @@ from typing import Dict, Optional, Protocol, Tuple
 
 import numpy as np
 
-from bitnet.ggml_types import GGML_TYPES, I2_S, QK_K
+from bitnet.ggml_types import QK_K, GGMLType, TensorSpec
 
 # ggml type ids used by name below
-F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, TQ1_0, TQ2_0, BF16 = 0, 1, 2, 3, 6, 7, 8, 34, 35, 30
 
 K_QUANTS = (10, 11, 12, 13, 14)  # Q2_K .. Q6_K
 
@@ -42,22 +41,10 @@ ACTIVATION_QUANT_MODES = ("none", "peer")
 
 
 @dataclass(frozen=True)
-class QTensor:
+class QTensor(TensorSpec):
     """A weight as stored in the file: raw bytes plus its ggml type and shape."""
 
-    name: str
-    type_id: int
-    shape: Tuple[int, ...]  # ggml order: ne0 (the contiguous row length) first
     data: np.ndarray  # (nbytes,) uint8, usually a zero-copy view of the mmap
-
-    @property
-    def np_shape(self) -> Tuple[int, ...]:
-        """numpy order (reversed ggml order): a matmul weight is (N, D)."""
-        return tuple(reversed(self.shape))
-
-    @property
-    def type_name(self) -> str:
-        return GGML_TYPES[self.type_id].name
 
 
 @dataclass(frozen=True)
@@ -116,18 +103,18 @@ def fake_quant_i8_per_token(x: np.ndarray) -> np.ndarray:
 
 def peer_activations(x: np.ndarray, weight_type: int) -> np.ndarray:
     """x (T, D) rounded the way the peer's kernel for `weight_type` quantizes it."""
-    if weight_type in (TQ1_0, TQ2_0) or weight_type in K_QUANTS:
+    if weight_type in (GGMLType.TQ1_0, GGMLType.TQ2_0) or weight_type in K_QUANTS:
         return fake_quant_q8_k(x)  # llama.cpp: vec_dot_type Q8_K
-    if weight_type == I2_S:
+    if weight_type == GGMLType.I2_S:
         return fake_quant_i8_per_token(x)  # bitnet.cpp: per-token int8
-    if weight_type in (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0):
+    if weight_type in (GGMLType.Q4_0, GGMLType.Q4_1, GGMLType.Q5_0, GGMLType.Q5_1, GGMLType.Q8_0):
         # llama.cpp: vec_dot_type Q8_0 / Q8_1 (same codes and fp16 scale; Q8_1 adds a sum).
         # subtle: the reference quantizer rounds half away from zero with 1/d, the x86
         # kernels half to even with 127/max; they differ on exact ties only.
-        return _round_trip(x, Q8_0)
-    if weight_type == F16:
+        return _round_trip(x, GGMLType.Q8_0)
+    if weight_type == GGMLType.F16:
         return x.astype(np.float16).astype(np.float32)  # vec_dot_type F16
-    if weight_type == BF16:
+    if weight_type == GGMLType.BF16:
         return x  # FIXME: bf16 rounding of activations not emulated
     return x
 

@@ -41,6 +41,7 @@ from bitnet.ggml_types import (
     I2_S_SCALE_BYTES,
     QK_K,
     REMOVED_TYPE_NAMES,
+    GGMLType,
     tensor_nbytes,
 )
 
@@ -62,9 +63,6 @@ __all__ = [
 # raw tensor bytes: a uint8 view (bitnet.gguf's tensor_bytes), any contiguous array, or bytes
 Buffer = Union[np.ndarray, bytes, bytearray, memoryview]
 
-F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 = 0, 1, 2, 3, 6, 7, 8
-Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K = 10, 11, 12, 13, 14, 15
-BF16, TQ1_0, TQ2_0, I2_S = 30, 34, 35, 36
 
 
 # ---------------------------------------------------------------------------------------
@@ -353,7 +351,7 @@ def block_type(type_id: int, what: str = "dequantization") -> Type[BlockType]:
 # ---------------------------------------------------------------------------------------
 
 
-@_register(F32)
+@_register(GGMLType.F32)
 class _F32(BlockType):
     fields = (("value", 4),)
     can_quantize = True
@@ -367,7 +365,7 @@ class _F32(BlockType):
         return x.astype("<f4").view(np.uint8)
 
 
-@_register(F16)
+@_register(GGMLType.F16)
 class _F16(BlockType):
     """ggml_fp16_to_fp32_row / ggml_fp32_to_fp16_row."""
 
@@ -383,7 +381,7 @@ class _F16(BlockType):
         return _fp16_bytes(x)
 
 
-@_register(BF16)
+@_register(GGMLType.BF16)
 class _BF16(BlockType):
     """ggml_bf16_to_fp32_row / ggml_fp32_to_bf16_row_ref: the top 16 bits of a float32."""
 
@@ -405,7 +403,7 @@ class _BF16(BlockType):
 # ---------------------------------------------------------------------------------------
 
 
-@_register(Q4_0)
+@_register(GGMLType.Q4_0)
 class _Q4_0(BlockType):
     """block_q4_0 {half d; uint8 qs[16]}: w = (nibble - 8) * d; weight j in the low nibble
     of qs[j], weight j + 16 in the high nibble. dequantize_row_q4_0 / quantize_row_q4_0_ref."""
@@ -427,7 +425,7 @@ class _Q4_0(BlockType):
         return np.concatenate([_fp16_bytes(d), _pack_nibbles(q)], axis=-1)
 
 
-@_register(Q4_1)
+@_register(GGMLType.Q4_1)
 class _Q4_1(BlockType):
     """block_q4_1 {half d; half m; uint8 qs[16]}: w = nibble * d + m.
     dequantize_row_q4_1 / quantize_row_q4_1_ref."""
@@ -462,7 +460,7 @@ def _pack_q5(q: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     return qh, _pack_nibbles(q)
 
 
-@_register(Q5_0)
+@_register(GGMLType.Q5_0)
 class _Q5_0(BlockType):
     """block_q5_0 {half d; uint8 qh[4]; uint8 qs[16]}: w = ((nibble | bit << 4) - 16) * d.
     dequantize_row_q5_0 / quantize_row_q5_0_ref."""
@@ -485,7 +483,7 @@ class _Q5_0(BlockType):
         return np.concatenate([_fp16_bytes(d), qh, qs], axis=-1)
 
 
-@_register(Q5_1)
+@_register(GGMLType.Q5_1)
 class _Q5_1(BlockType):
     """block_q5_1 {half d; half m; uint8 qh[4]; uint8 qs[16]}: w = (nibble | bit << 4) * d + m.
     dequantize_row_q5_1 / quantize_row_q5_1_ref."""
@@ -510,7 +508,7 @@ class _Q5_1(BlockType):
         return np.concatenate([_fp16_bytes(d), _fp16_bytes(lo), qh, qs], axis=-1)
 
 
-@_register(Q8_0)
+@_register(GGMLType.Q8_0)
 class _Q8_0(BlockType):
     """block_q8_0 {half d; int8 qs[32]}: w = q * d. dequantize_row_q8_0 / quantize_row_q8_0_ref."""
 
@@ -848,7 +846,7 @@ def _quantize_q3_k(x: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------
 
 
-@_register(Q2_K)
+@_register(GGMLType.Q2_K)
 class _Q2_K(BlockType):
     """block_q2_K {uint8 scales[16]; uint8 qs[64]; half d; half dmin} / dequantize_row_q2_K.
 
@@ -877,7 +875,7 @@ class _Q2_K(BlockType):
         return _quantize_q2_k(x)
 
 
-@_register(Q3_K)
+@_register(GGMLType.Q3_K)
 class _Q3_K(BlockType):
     """block_q3_K {uint8 hmask[32]; uint8 qs[64]; uint8 scales[12]; half d} / dequantize_row_q3_K.
 
@@ -930,7 +928,7 @@ def _k4_scale_min(scales: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     return np.concatenate([sc_lo, sc_hi], axis=-1), np.concatenate([m_lo, m_hi], axis=-1)
 
 
-@_register(Q4_K)
+@_register(GGMLType.Q4_K)
 class _Q4_K(BlockType):
     """block_q4_K {half d; half dmin; uint8 scales[12]; uint8 qs[128]} / dequantize_row_q4_K.
 
@@ -958,7 +956,7 @@ class _Q4_K(BlockType):
         return _quantize_q4_k(x)
 
 
-@_register(Q5_K)
+@_register(GGMLType.Q5_K)
 class _Q5_K(BlockType):
     """block_q5_K {half d; half dmin; uint8 scales[12]; uint8 qh[32]; uint8 qs[128]} /
     dequantize_row_q5_K. As Q4_K, plus 16 * bit (e // 32) of qh[e % 32]."""
@@ -985,7 +983,7 @@ class _Q5_K(BlockType):
         return _quantize_q5_k(x)
 
 
-@_register(Q6_K)
+@_register(GGMLType.Q6_K)
 class _Q6_K(BlockType):
     """block_q6_K {uint8 ql[128]; uint8 qh[64]; int8 scales[16]; half d} / dequantize_row_q6_K.
 
@@ -1015,7 +1013,7 @@ class _Q6_K(BlockType):
         return _quantize_q6_k(x)
 
 
-@_register(Q8_K)
+@_register(GGMLType.Q8_K)
 class _Q8_K(BlockType):
     """block_q8_K {float d; int8 qs[256]; int16 bsums[16]}: the activation type the k-quant
     and TQ dot products use. quantize_row_q8_K_ref / dequantize_row_q8_K: w = d * q."""
@@ -1072,7 +1070,7 @@ def _ternary_codes(x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
 _POW3 = np.array([1, 3, 9, 27, 81, 243], dtype=np.uint8)
 
 
-@_register(TQ1_0)
+@_register(GGMLType.TQ1_0)
 class _TQ1_0(BlockType):
     """block_tq1_0 {uint8 qs[48]; uint8 qh[4]; half d}: 5 trits per byte (4 in qh), stored
     as ceil(value * 256 / 243) so that trit n is ((uint8)(byte * 3**n) * 3) >> 8.
@@ -1127,7 +1125,7 @@ class _TQ1_0(BlockType):
         return np.concatenate([qs0, qs1, qh, _fp16_bytes(d)], axis=-1)
 
 
-@_register(TQ2_0)
+@_register(GGMLType.TQ2_0)
 class _TQ2_0(BlockType):
     """block_tq2_0 {uint8 qs[64]; half d}: byte 32c + m (c = 0, 1; m < 32) holds weights
     128c + m + 32n (n = 0..3) in bits 2n+1:2n; w = (code - 1) * d.
@@ -1157,7 +1155,7 @@ class _TQ2_0(BlockType):
 I2_S_ZERO_THRESHOLD = 1e-6  # bitnet.cpp: |w| < 1e-6 is stored as 0
 
 
-@_register(I2_S)
+@_register(GGMLType.I2_S)
 class _I2_S(BlockType):
     """bitnet.cpp's I2_S: 2-bit codes 0/1/2 = -1/0/+1, blocks of 128 weights in 32 bytes,
     byte b of a block holds weights b, b + 32, b + 64, b + 96 in bits 7:6, 5:4, 3:2, 1:0

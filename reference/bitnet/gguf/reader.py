@@ -28,7 +28,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import numpy as np
 
 from bitnet.errors import GGUFError, ModelNotFoundError
-from bitnet.ggml_types import GGML_TYPES, REMOVED_TYPE_NAMES, tensor_nbytes
+from bitnet.ggml_types import GGML_TYPES, REMOVED_TYPE_NAMES, GGMLType, TensorSpec, tensor_nbytes
 
 GGUF_MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = (2, 3)
@@ -65,31 +65,12 @@ class GGUFWarning(UserWarning):
 
 
 @dataclass(frozen=True)
-class TensorInfo:
+class TensorInfo(TensorSpec):
     """One tensor's header entry. `shape` is ggml order (ne0 first); `offset` is absolute."""
 
-    name: str
-    shape: Tuple[int, ...]
-    type_id: int
     offset: int
     nbytes: int
     info_offset: int  # where this tensor's info starts in the file
-
-    @property
-    def n_elements(self) -> int:
-        n = 1
-        for d in self.shape:
-            n *= d
-        return n
-
-    @property
-    def np_shape(self) -> Tuple[int, ...]:
-        """Shape in numpy order (slowest dimension first)."""
-        return tuple(reversed(self.shape))
-
-    @property
-    def type_name(self) -> str:
-        return GGML_TYPES[self.type_id].name
 
 
 @dataclass(frozen=True)
@@ -138,12 +119,14 @@ class GGUFFile:
     def tensor_array(self, name: str) -> np.ndarray:
         """F32/F16/BF16/integer tensors as a numpy array in numpy order (zero-copy where possible)."""
         info = self.tensors[name]
-        dtypes = {0: "f4", 1: "f2", 24: "i1", 25: "i2", 26: "i4", 27: "i8", 28: "f8"}
+        T = GGMLType
+        dtypes: Dict[int, str] = {T.F32: "f4", T.F16: "f2", T.I8: "i1", T.I16: "i2", T.I32: "i4",
+                                  T.I64: "i8", T.F64: "f8"}
         if info.type_id in dtypes:
             dt = np.dtype(self.byte_order + dtypes[info.type_id])
             arr = np.frombuffer(self._buffer, dtype=dt, count=info.n_elements, offset=info.offset)
             return arr.reshape(info.np_shape)
-        if info.type_id == 30:  # BF16: the high half of an f32
+        if info.type_id == GGMLType.BF16:  # the high half of an f32
             raw = np.frombuffer(self._buffer, dtype=self.byte_order + "u2", count=info.n_elements,
                                 offset=info.offset)
             return (raw.astype(np.uint32) << 16).view(np.float32).reshape(info.np_shape)
@@ -442,7 +425,7 @@ def _parse_buffer(path: Path, buf: Union[mmap.mmap, bytes], size: int) -> GGUFFi
                 f"tensor '{name}' ({nbytes} bytes at data offset {rel}) extends past the end of "
                 f"the file ({size} bytes, data section at {data_offset})",
                 field=f"tensor '{name}'.offset", offset=info_at)
-        tensors[name] = TensorInfo(name, shape, type_id, absolute, nbytes, info_at)
+        tensors[name] = TensorInfo(name, type_id, shape, absolute, nbytes, info_at)
 
     for note in notes:
         warnings.warn(f"{path.name}: {note}", GGUFWarning, stacklevel=3)

@@ -86,6 +86,7 @@ import numpy as np
 
 from bitnet.constraints import JSONConstraint, JSONOutput
 from bitnet.errors import ContextLengthExceededError, InferenceError, ModelLoadError
+from bitnet.ggml_types import GGMLType
 from bitnet.llama_compat import llama_chat_format
 
 # llama.h constants used as defaults (same values as llama_cpp.llama_cpp)
@@ -99,8 +100,8 @@ LLAMA_POOLING_TYPE_CLS = 2
 LLAMA_POOLING_TYPE_LAST = 3
 LLAMA_POOLING_TYPE_RANK = 4
 LLAMA_ATTENTION_TYPE_UNSPECIFIED = -1
-GGML_TYPE_F32 = 0
-GGML_TYPE_F16 = 1
+GGML_TYPE_F32 = int(GGMLType.F32)
+GGML_TYPE_F16 = int(GGMLType.F16)
 
 GRAMMAR_HINT = llama_chat_format.GRAMMAR_HINT
 

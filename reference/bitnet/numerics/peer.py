@@ -70,7 +70,7 @@ from typing import Dict, Iterator, Optional, Tuple
 
 import numpy as np
 
-from bitnet.ggml_types import tensor_nbytes
+from bitnet.ggml_types import GGMLType, tensor_nbytes
 from bitnet.ops import ROPE_NEOX, ROPE_NORMAL, NumpyBackend, QTensor, RopeParams
 
 __all__ = [
@@ -79,7 +79,6 @@ __all__ = [
 ]
 
 _F32 = np.float32
-_GGML_F16, _GGML_Q4_1, _GGML_Q8_0 = 1, 3, 8  # ggml type ids
 
 # --------------------------------------------------------------------------------------
 # libm (cosf, sinf, powf as ggml calls them)
@@ -237,7 +236,7 @@ def _weight_codes(w: QTensor) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarr
     elements 0..15, high nibbles 16..31)."""
     n, dim = w.np_shape
     nb = dim // 32
-    if w.type_id == _GGML_Q8_0:
+    if w.type_id == GGMLType.Q8_0:
         raw = w.data.reshape(n, nb, 34)
         d = raw[..., 0:2].copy().view(np.float16)[..., 0].astype(_F32)
         return raw[..., 2:].view(np.int8), d, None
@@ -348,12 +347,12 @@ class PeerBackend(NumpyBackend):
         """ggml_mul_mat(w, x) with llama.cpp's quantized activations. (N, D), (T, D) -> (T, N).
 
         F16 weights: x rounded to f16, summed as tinyBLAS / ggml_vec_dot_f16 (`f16_dot`)."""
-        if w.type_id == _GGML_F16:
+        if w.type_id == GGMLType.F16:
             return self._matmul_f16(w, x)
         if self._c is not None:
             with _isa("avx2"):
                 return self._c.matmul(w, x)
-        if w.type_id in (_GGML_Q4_1, _GGML_Q8_0) and _well_formed(w):
+        if w.type_id in (GGMLType.Q4_1, GGMLType.Q8_0) and _well_formed(w):
             codes = self._codes.get(id(w))
             if codes is None:
                 codes = (w, _weight_codes(w))

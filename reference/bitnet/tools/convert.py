@@ -50,14 +50,14 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 import numpy as np
 
 from bitnet.errors import BitNetError, ModelLoadError, UnsupportedError
+from bitnet.ggml_types import GGMLType
 from bitnet.gguf.fixes import detect_pre_tokenizer
 from bitnet.gguf.reader import KVType
 from bitnet.gguf.writer import write_gguf
 from bitnet.quants import quantize
 from bitnet.tools.quantize import FILE_TYPES
 
-F32, F16, TQ1_0, TQ2_0, I2_S = 0, 1, 34, 35, 36
-OUTTYPES = {"i2_s": I2_S, "tq2_0": TQ2_0, "tq1_0": TQ1_0, "f16": F16}
+OUTTYPES = {"i2_s": GGMLType.I2_S, "tq2_0": GGMLType.TQ2_0, "tq1_0": GGMLType.TQ1_0, "f16": GGMLType.F16}
 ARCH_BY_ACT = {"relu2": "bitnet-b1.58", "silu": "bitnet"}
 
 TOKEN_NORMAL, TOKEN_UNKNOWN, TOKEN_CONTROL, TOKEN_USER_DEFINED, TOKEN_UNUSED, TOKEN_BYTE = \
@@ -237,9 +237,9 @@ def _weights(tensors: Dict[str, Tuple[str, np.ndarray]], outtype: int
                 w = ternarize_absmean(w)
         shape = tuple(reversed(w.shape))
         if w.ndim == 1 or name.endswith("norm.weight"):
-            yield name, shape, F32, w.astype("<f4").tobytes()
-        elif name == "token_embd.weight" or outtype == F16:
-            yield name, shape, F16, quantize(w, F16).tobytes()
+            yield name, shape, GGMLType.F32, w.astype("<f4").tobytes()
+        elif name == "token_embd.weight" or outtype == GGMLType.F16:
+            yield name, shape, GGMLType.F16, quantize(w, GGMLType.F16).tobytes()
         else:
             yield name, shape, outtype, quantize(w, outtype).tobytes()
 

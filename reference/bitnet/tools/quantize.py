@@ -52,25 +52,24 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from bitnet.errors import BitNetError, UnsupportedError
-from bitnet.ggml_types import GGML_TYPES, GGML_TYPES_BY_NAME, I2_S, tensor_nbytes
+from bitnet.ggml_types import GGML_TYPES, GGML_TYPES_BY_NAME, GGMLType, tensor_nbytes
 from bitnet.gguf import load
 from bitnet.gguf.reader import DEFAULT_ALIGNMENT, KVType
 from bitnet.gguf.writer import header_bytes
 from bitnet.quants import dequantize, quantize
 
-F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, BF16, TQ1_0, TQ2_0 = 0, 1, 2, 3, 6, 7, 8, 30, 34, 35
-Q2_K, Q3_K, Q4_K, Q5_K, Q6_K = 10, 11, 12, 13, 14
-
 TARGET_TYPES: Tuple[str, ...] = (
     "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K",
     "Q6_K", "TQ1_0", "TQ2_0", "I2_S")
-TERNARY_TYPES = frozenset({TQ1_0, TQ2_0, I2_S})
+TERNARY_TYPES = frozenset({GGMLType.TQ1_0, GGMLType.TQ2_0, GGMLType.I2_S})
 
 # general.file_type (llama_ftype) per target type; I2_S = 40 as bitnet.cpp's files say
 FILE_TYPES: Dict[int, int] = {
-    F32: 0, F16: 1, Q4_0: 2, Q4_1: 3, Q8_0: 7, Q5_0: 8, Q5_1: 9, BF16: 32,
-    Q2_K: 10, Q3_K: 11, Q4_K: 14, Q5_K: 16, Q6_K: 18,  # the _S ftype of each base type
-    TQ1_0: 36, TQ2_0: 37, I2_S: 40,
+    GGMLType.F32: 0, GGMLType.F16: 1, GGMLType.Q4_0: 2, GGMLType.Q4_1: 3, GGMLType.Q8_0: 7,
+    GGMLType.Q5_0: 8, GGMLType.Q5_1: 9, GGMLType.BF16: 32,
+    # the _S ftype of each base type
+    GGMLType.Q2_K: 10, GGMLType.Q3_K: 11, GGMLType.Q4_K: 14, GGMLType.Q5_K: 16, GGMLType.Q6_K: 18,
+    GGMLType.TQ1_0: 36, GGMLType.TQ2_0: 37, GGMLType.I2_S: 40,
 }
 
 # Relative least-squares error min_s ||W - s*t|| / ||W|| of absmean ternarization, measured
@@ -134,7 +133,9 @@ def allows_quantization(name: str, shape: Sequence[int]) -> bool:
     return not any(part in name for part in _NEVER_QUANTIZED)
 
 
-_K_FALLBACK = {Q4_K: Q5_0, Q5_K: Q5_1, Q6_K: Q8_0}
+_K_FALLBACK: Dict[int, int] = {
+    GGMLType.Q4_K: GGMLType.Q5_0, GGMLType.Q5_K: GGMLType.Q5_1, GGMLType.Q6_K: GGMLType.Q8_0,
+}
 
 
 def _fallback(name: str, ne0: int, target: int) -> Tuple[int, str]:
@@ -142,16 +143,17 @@ def _fallback(name: str, ne0: int, target: int) -> Tuple[int, str]:
     blck = GGML_TYPES[target].block_size
     if ne0 % blck == 0:
         return target, ""
-    if target in (TQ1_0, TQ2_0, Q2_K, Q3_K):
-        out = Q4_0
+    out: int
+    if target in (GGMLType.TQ1_0, GGMLType.TQ2_0, GGMLType.Q2_K, GGMLType.Q3_K):
+        out = GGMLType.Q4_0
     elif target in _K_FALLBACK:
         out = _K_FALLBACK[target]
-    elif target == I2_S:
-        out = F16  # bitnet.cpp has no fallback for I2_S; F16 keeps the weights exact
+    elif target == GGMLType.I2_S:
+        out = GGMLType.F16  # bitnet.cpp has no fallback for I2_S; F16 keeps the weights exact
     else:
         out = target
     if ne0 % GGML_TYPES[out].block_size != 0:
-        out = F16
+        out = GGMLType.F16
     return out, (f"ne0={ne0} not divisible by {blck} (required for "
                  f"{GGML_TYPES[target].name}) -> {GGML_TYPES[out].name}")
 
@@ -170,21 +172,22 @@ def choose_type(name: str, shape: Sequence[int], src_type: int, target: int, *, 
         return output_type, ""
     if GGML_TYPES[target].block_size == 1:  # F16 / BF16: not "quantized", no type rules
         return target, ""
+    target_for: int
     if is_output or (tied and is_embd):
         if tied and is_embd and output_type is not None:
             return output_type, ""
-        if target == I2_S:
-            return F16, "output / tied embeddings stay F16 for I2_S (bitnet.cpp)"
+        if target == GGMLType.I2_S:
+            return GGMLType.F16, "output / tied embeddings stay F16 for I2_S (bitnet.cpp)"
         if shape[0] % GGML_TYPES[target].block_size != 0:
-            target_for = Q8_0  # llama.cpp: ne0 does not fit the target's block
-        elif target != Q8_0:
-            target_for = Q6_K
+            target_for = GGMLType.Q8_0  # llama.cpp: ne0 does not fit the target's block
+        elif target != GGMLType.Q8_0:
+            target_for = GGMLType.Q6_K
         else:
             target_for = target
     elif is_embd:
-        if target == I2_S:
-            return F16, "token embeddings stay F16 for I2_S (bitnet.cpp)"
-        target_for = Q4_K if target in (TQ1_0, TQ2_0) else target
+        if target == GGMLType.I2_S:
+            return GGMLType.F16, "token embeddings stay F16 for I2_S (bitnet.cpp)"
+        target_for = GGMLType.Q4_K if target in (GGMLType.TQ1_0, GGMLType.TQ2_0) else target
     else:
         target_for = target
     return _fallback(name, shape[0], target_for)
@@ -257,7 +260,7 @@ def _convert_rows(raw: np.ndarray, plan: TensorPlan) -> np.ndarray:
         r1 = min(n_rows, r0 + step)
         x = dequantize(raw[r0 * src_row:r1 * src_row], plan.src_type, (r1 - r0, ne0))
         out[r0 * dst_row:r1 * dst_row] = (x.astype("<f4").reshape(-1).view(np.uint8)
-                                          if plan.dst_type == F32 else quantize(x, plan.dst_type))
+                                          if plan.dst_type == GGMLType.F32 else quantize(x, plan.dst_type))
     return out
 
 
@@ -266,7 +269,7 @@ def _convert_tensor(raw: np.ndarray, plan: TensorPlan, bitnet_ternarize: bool = 
     """Raw source bytes -> raw destination bytes (and the ternarization error, or -1)."""
     if plan.src_type == plan.dst_type:
         return raw, -1.0
-    if plan.dst_type not in TERNARY_TYPES and I2_S not in (plan.src_type, plan.dst_type):
+    if plan.dst_type not in TERNARY_TYPES and GGMLType.I2_S not in (plan.src_type, plan.dst_type):
         return _convert_rows(raw, plan), -1.0  # blocks never span rows: chunk by rows
     # ternary targets need the whole tensor's mean |W| (and I2_S one scale per tensor)
     np_shape = tuple(reversed(plan.shape))
@@ -276,7 +279,7 @@ def _convert_tensor(raw: np.ndarray, plan: TensorPlan, bitnet_ternarize: bool = 
         x_t, err = ternarize(x)
         if bitnet_ternarize:
             x = x_t
-    if plan.dst_type == F32:
+    if plan.dst_type == GGMLType.F32:
         return x.astype("<f4").reshape(-1).view(np.uint8), err
     return quantize(x, plan.dst_type), err
 
