@@ -514,8 +514,8 @@ def test_attention_is_causal_and_gqa() -> None:
 
 
 def test_generate_cli_streams_greedy_text(capsys: pytest.CaptureFixture[str]) -> None:
-    from bitnet.model.generate import main
     from bitnet.tokenizers import from_gguf_kv
+    from bitnet.tools.generate import main
 
     path = synthetic_path("bitnet-b1.58-i2_s")
     assert main([str(path), "Hello world", "-n", "6", "--temp", "0"]) == 0

@@ -191,20 +191,16 @@ def bitnet__load_model(path: Any, params: Any) -> Any:
     if not os.path.isfile(fname):
         raise CAPIError(E.MODEL_NOT_FOUND, f"model file not found: {fname}")
     vocab_only = bool(params.vocab_only) if params != _ffi.NULL else False
+    from bitnet import runtime
     from bitnet.gguf import load
-    from bitnet.tokenizers import from_gguf_kv
 
     _progress(params, 0.0)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             gf = load(fname)
-            tok = from_gguf_kv(gf.kv)
-            engine = None
-            if not vocab_only:
-                from bitnet.model import Model
-
-                engine = Model(gf)
+            tok = runtime.tokenizer_from_kv(gf.kv)
+            engine = runtime.load_model(gf) if not vocab_only else None
     except E.BitNetError as exc:
         code = exc.code if exc.code in (E.MODEL_LOAD_FAILED, E.OUT_OF_MEMORY) else E.MODEL_LOAD_FAILED
         raise CAPIError(code, f"cannot load {fname}: {exc}") from exc

@@ -13,8 +13,8 @@ stop handling, UTF-8 hold-back in streams, usage counts and finish reasons agree
 from `bitnet.tokenizers`, logits from `bitnet.model`, token choice from `bitnet.sampling`
 (the chain llama-cpp-python's `_init_sampler` builds).
 
-Backend: `bitnet.ops.default_backend()` unless `BITNET_BACKEND=reference`, which forces the
-numpy reference kernels.
+Kernels: `bitnet.runtime.make_backend()` (the numerics mode of $BITNET_NUMERICS; the numpy
+reference with BITNET_BACKEND=reference).
 
 Accepted but without effect (no GPU, no LoRA, no NUMA here): n_gpu_layers, split_mode, main_gpu,
 tensor_split, use_mmap (the file is always mmapped), use_mlock, n_ubatch, n_threads,
@@ -135,15 +135,6 @@ def _gguf_value_to_str(value: Any) -> Optional[str]:
     if isinstance(value, (float, np.floating)):
         return f"{float(value):f}"  # std::to_string(float/double)
     return str(int(value))
-
-
-def _select_backend() -> Any:
-    """None (the model's default backend) unless BITNET_BACKEND=reference."""
-    if os.environ.get("BITNET_BACKEND", "").strip().lower() == "reference":
-        from bitnet.ops import NumpyBackend
-
-        return NumpyBackend()
-    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -500,8 +491,8 @@ class Llama:
                 f"LoRA adapters are not supported (lora_path={lora_path!r})"
             )
 
+        from bitnet import runtime
         from bitnet.gguf import load as gguf_load
-        from bitnet.tokenizers import from_gguf_kv
 
         try:
             with warnings.catch_warnings():
@@ -514,16 +505,14 @@ class Llama:
         if hasattr(gf, "close"):
             self._stack.callback(gf.close)
         try:
-            self._vocab_tok = from_gguf_kv(gf.kv)
+            self._vocab_tok = runtime.tokenizer_from_kv(gf.kv)
         except Exception as e:
             raise ValueError(f"Failed to load model from file: {model_path} ({e})") from e
         self._vocab = self._vocab_tok.vocab
         self._engine: Any = None
         if not vocab_only:
-            from bitnet.model import Model
-
             try:
-                self._engine = Model(gf, backend=_select_backend())
+                self._engine = runtime.load_model(gf)
             except (ModelLoadError, KeyError, ValueError) as e:
                 raise ValueError(f"Failed to load model from file: {model_path} ({e})") from e
 

@@ -106,7 +106,7 @@ def cmd_fix(args: argparse.Namespace) -> int:
 
 # Subcommands implemented by their own modules: `bitnet NAME ARGS...` calls MODULE.main(ARGS).
 DELEGATES = {
-    "generate": ("bitnet.model.generate", "stream a continuation of a prompt"),
+    "generate": ("bitnet.tools.generate", "stream a continuation of a prompt"),
     "serve": ("bitnet.server", "OpenAI-compatible HTTP server"),
     "quantize": ("bitnet.tools.quantize", "quantize a GGUF file (streaming, tensor by tensor)"),
     "convert": ("bitnet.tools.convert", "convert a Hugging Face BitNet checkpoint to GGUF"),

@@ -43,15 +43,14 @@ def generate(model_path: str, prompt: str, *, n_predict: int = 64, temp: float =
              out: Optional[TextIO] = None) -> List[int]:
     """Generate up to n_predict tokens after `prompt`, streaming text to `out`; returns
     the generated token ids."""
-    from bitnet import sampling
+    from bitnet import runtime, sampling
     from bitnet.model import Context, Model
-    from bitnet.tokenizers import from_gguf_kv
 
     out = sys.stdout if out is None else out
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # metadata repairs are reported by `bitnet inspect`
         model = Model.load(model_path, activation_quant=activation_quant)
-    tok = from_gguf_kv(model.kv)
+    tok = runtime.tokenizer_from_kv(model.kv)
     ids = tok.tokenize(prompt.encode("utf-8"), add_special=True, parse_special=parse_special)
     ctx = Context(model, n_ctx=n_ctx)
     chain = sampling.make_chain(
