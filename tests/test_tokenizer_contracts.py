@@ -1,8 +1,11 @@
 """Tokenizer contracts: llama.cpp's vectors, differential fuzz vs llama.cpp, tiktoken, round trips.
 
 Every vocabulary llama.cpp ships (corpora/data/vocab) plus SmolLM2's (the `smollm`
-pre-tokenizer) is checked. Budgets: BITNET_HYPOTHESIS_EXAMPLES examples per vocabulary and
-test (default 30); each example runs all four add_special x parse_special combinations.
+pre-tokenizer) is checked, on the tokenizer engine the API surfaces use
+(`bitnet.runtime.tokenizer_engine()`: the C one when built, pure Python under
+BITNET_BACKEND=reference); tests/test_tokenizer_fastpath.py holds the two paths equal.
+Budgets: BITNET_HYPOTHESIS_EXAMPLES examples per vocabulary and test (default 30); each
+example runs all four add_special x parse_special combinations.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import regex
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bitnet import runtime
 from bitnet.errors import InvalidUTF8Error, UnsupportedError
 from bitnet.gguf import load as gguf_load
 from bitnet.tokenizers import (
@@ -63,7 +67,7 @@ def _path(name: str) -> Path:
 def raw_tokenizer(name: str) -> GGUFTokenizer:
     """Built from the file's metadata as stored (what llama.cpp sees), no auto-repair."""
     gf = gguf_load(_path(name), apply_repairs=False)
-    return from_gguf_kv(gf.kv)
+    return from_gguf_kv(gf.kv, engine=runtime.tokenizer_engine())
 
 
 @functools.lru_cache(maxsize=None)
@@ -71,7 +75,7 @@ def product_tokenizer(name: str) -> GGUFTokenizer:
     """`bitnet.tokenizers.load`: the file's metadata after bitnet.gguf's auto-repair."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        tok = load(_path(name))
+        tok = load(_path(name), engine=runtime.tokenizer_engine())
     assert isinstance(tok, GGUFTokenizer)
     return tok
 
@@ -334,7 +338,7 @@ def _tiktoken_pair() -> Tuple[Any, Any]:
         mergeable_ranks=tiktoken.load.load_tiktoken_bpe(str(path)),
         special_tokens=CL100K_SPECIAL_TOKENS,
     )
-    return load(path), oracle
+    return load(path, engine=runtime.tokenizer_engine()), oracle
 
 
 def _real_text_files() -> List[Path]:
@@ -510,7 +514,7 @@ def test_missing_pre_tokenizes_like_the_original(name: str, tmp_path: Path) -> N
                                           if k != "tokenizer.ggml.pre"})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        tok = load(stripped)
+        tok = load(stripped, engine=runtime.tokenizer_engine())
     cases = read_vectors(name)
     failures = [text for text, ids in cases if tok.tokenize(text, False, False) != ids]
     assert not failures, f"{len(failures)}/{len(cases)} cases differ, first: {failures[0]!r}"

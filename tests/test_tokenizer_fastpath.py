@@ -1,17 +1,22 @@
-"""The C tokenizer path (bitnet.tokenizers.fastpath over optimized/kernels/bn_tokenize.c) gives
-exactly the ids of the Python reference (BITNET_BACKEND=reference) and of llama.cpp.
+"""The C tokenizer engine (bitnet_kernels.tokenizer_engine over optimized/bitnet_kernels/kernels/
+bn_tok_*.c) gives exactly the ids of the pure-Python reference (engine=None) and of llama.cpp.
 
 Covered: every shipped .inp/.out vector through both paths; hypothesis text on the real BPE and
 SPM vocabularies (C vs reference, C vs llama.cpp); synthetic vocabularies with score ties,
 merges whose result is no token and missing byte tokens (C merge loops vs the Python ones);
-the bench corpus vs llama.cpp; the C handles freed; an ASan/UBSan build (slow).
+the bench corpus vs llama.cpp; the wiring (BITNET_BACKEND=reference never loads the C, the
+warm-up policy, splitter names); the C handles freed; an ASan/UBSan build (slow).
 """
 
 from __future__ import annotations
 
+import ast
 import functools
 import gc
 import os
+import re
+import subprocess
+import sys
 import textwrap
 import warnings
 from pathlib import Path
@@ -23,19 +28,24 @@ import regex
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bitnet import runtime
 from bitnet.errors import InvalidUTF8Error, TokenizationError
 from bitnet.gguf import load as gguf_load
-from bitnet.tokenizers import fastpath, from_gguf_kv, load
+from bitnet.tokenizers import load
 from bitnet.tokenizers.bpe import BPE
+from bitnet.tokenizers.engine import SPLITTERS
 from bitnet.tokenizers.gguf_tokenizer import GGUFTokenizer
 from bitnet.tokenizers.spm import spm_tokenize, spm_tokenize_chunked
+from bitnet.tokenizers.tiktoken_file import TiktokenTokenizer
 from bitnet.tokenizers.unicode import BYTE_TO_UNICODE, LETTER, NUMBER, cpt_flags
+from bitnet.tokenizers.vocab import Vocab
 from bitnet_harness.corpora import CL100K, SMOLLM2, corpus_path, vocab_names
 from bitnet_harness.fuzz import first_mismatch, text_strategy
+from bitnet_kernels import tokenizer_engine as TE
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(
-    not fastpath.available(),
+    not TE.available(),
     reason="the C kernels are not available (not built, or BITNET_OPTIMIZED_DISABLE=1)",
 )
 EXAMPLES = int(os.environ.get("BITNET_HYPOTHESIS_EXAMPLES", "30"))
@@ -55,15 +65,14 @@ WITH_VECTORS = [
 C_VOCABS = ["gpt-2", "llama-bpe", "llama-spm", "qwen2", "qwen35", "starcoder", "gemma-4", "phi-3"]
 
 
-@pytest.fixture(autouse=True)
-def _engine_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Build the C BPE engine on first use (it normally waits for 16 KB of text)."""
-    monkeypatch.setattr(fastpath, "ENGINE_AFTER_BYTES", 0)
-    monkeypatch.delenv("BITNET_BACKEND", raising=False)
+@functools.lru_cache(maxsize=None)
+def c_engine() -> TE.CTokenizerEngine:
+    """The C engine these tests compare: handles built on first use (no warm-up)."""
+    return TE.CTokenizerEngine(warm_up_bytes=0)
 
 
 def backend(name: str) -> Any:
-    """BITNET_BACKEND=name inside (hypothesis runs many examples per test function)."""
+    """BITNET_BACKEND=name inside."""
     return mock.patch.dict(os.environ, {"BITNET_BACKEND": name})
 
 
@@ -72,12 +81,18 @@ def _path(name: str) -> Path:
 
 
 @functools.lru_cache(maxsize=None)
-def tokenizer(name: str) -> GGUFTokenizer:
+def vocab(name: str) -> Vocab:
     """The file's vocabulary as llama.cpp sees it (no metadata repair), as the oracle tests do."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        tok = from_gguf_kv(gguf_load(_path(name), apply_repairs=False).kv)
-    return tok
+        return Vocab.from_gguf_kv(gguf_load(_path(name), apply_repairs=False).kv)
+
+
+@functools.lru_cache(maxsize=None)
+def tokenizer(name: str, path: str = "optimized") -> GGUFTokenizer:
+    """The vocabulary's tokenizer on the C engine ("optimized") or in pure Python ("reference")."""
+    assert path in ("optimized", "reference"), path
+    return GGUFTokenizer(vocab(name), engine=c_engine() if path == "optimized" else None)
 
 
 @functools.lru_cache(maxsize=None)
@@ -102,15 +117,15 @@ def _close_oracles() -> Iterator[None]:
 Outcome = Union[List[int], str]
 
 
-def run(tok: GGUFTokenizer, text: bytes, path: str, add_special: bool = False,
+def run(name: str, text: bytes, path: str, add_special: bool = False,
         parse_special: bool = False) -> Outcome:
     """tokenize() on the "reference" or "optimized" path with an empty word cache; a typed
     error becomes its class name, so both paths must raise the same one."""
+    tok = tokenizer(name, path)
     if tok._bpe is not None:
         tok._bpe._cache.clear()
     try:
-        with backend(path):
-            return tok.tokenize(text, add_special, parse_special)
+        return tok.tokenize(text, add_special, parse_special)
     except (InvalidUTF8Error, TokenizationError) as e:
         return type(e).__name__
     finally:
@@ -118,16 +133,16 @@ def run(tok: GGUFTokenizer, text: bytes, path: str, add_special: bool = False,
             tok._bpe._cache.clear()
 
 
-def full_c(tok: GGUFTokenizer, text: bytes) -> Tuple[Outcome, Outcome]:
+def full_c(name: str, text: bytes) -> Tuple[Outcome, Outcome]:
     """(reference, all-in-C `BPE.tokenize`) ids of one raw-text fragment of a BPE vocabulary."""
-    assert tok._bpe is not None
-    piece = text.replace(b" ", "\u2581".encode()) if tok.vocab.escape_whitespaces else text
     out: List[Outcome] = []
     for path in ("reference", "optimized"):
+        tok = tokenizer(name, path)
+        assert tok._bpe is not None
+        piece = text.replace(b" ", "\u2581".encode()) if tok.vocab.escape_whitespaces else text
         tok._bpe._cache.clear()
         try:
-            with backend(path):
-                out.append(tok._bpe.tokenize(piece, tok._exprs))
+            out.append(tok._bpe.tokenize(piece, tok._exprs))
         except InvalidUTF8Error as e:
             out.append(type(e).__name__)
     return out[0], out[1]
@@ -151,14 +166,14 @@ def read_vectors(name: str) -> List[Tuple[bytes, List[int]]]:
 def test_vectors_both_paths(name: str) -> None:
     """Every shipped .inp/.out case: the C path and the reference both give llama.cpp's ids
     (and the all-in-C BPE.tokenize equals the reference's word loop)."""
-    tok = tokenizer(name)
+    is_bpe = tokenizer(name)._bpe is not None
     cases = read_vectors(name)
     assert cases
     for text, ids in cases:
-        assert run(tok, text, "optimized") == ids, text
-        assert run(tok, text, "reference") == ids, text
-        if tok._bpe is not None:
-            ref, fast = full_c(tok, text)
+        assert run(name, text, "optimized") == ids, text
+        assert run(name, text, "reference") == ids, text
+        if is_bpe:
+            ref, fast = full_c(name, text)
             assert fast == ref, text
 
 
@@ -172,9 +187,9 @@ def test_random_text_c_equals_reference(name: str) -> None:
     @FUZZ
     @given(st.one_of(text_strategy(tok), st.binary(max_size=24)), st.booleans())
     def check(text: bytes, flags: bool) -> None:
-        assert run(tok, text, "optimized", flags, flags) == run(tok, text, "reference", flags, flags)
+        assert run(name, text, "optimized", flags, flags) == run(name, text, "reference", flags, flags)
         if tok._bpe is not None:
-            ref, fast = full_c(tok, text)
+            ref, fast = full_c(name, text)
             assert fast == ref
 
     check()
@@ -200,10 +215,9 @@ def test_code_point_past_unicode_is_the_same_typed_error() -> None:
     InvalidUTF8Error for BPE vocabularies; SPM works on bytes and tokenizes it."""
     bad = b"ok \xf7\xbf\xbf\xbf then"
     for name in ("gpt-2", "llama-bpe", "llama-spm"):
-        tok = tokenizer(name)
-        assert run(tok, bad, "optimized") == run(tok, bad, "reference")
-    assert run(tokenizer("gpt-2"), bad, "optimized") == "InvalidUTF8Error"
-    assert isinstance(run(tokenizer("llama-spm"), bad, "optimized"), list)
+        assert run(name, bad, "optimized") == run(name, bad, "reference")
+    assert run("gpt-2", bad, "optimized") == "InvalidUTF8Error"
+    assert isinstance(run("llama-spm", bad, "optimized"), list)
 
 
 @pytest.mark.llamacpp
@@ -215,7 +229,7 @@ def test_bench_corpus_matches_llamacpp(name: str) -> None:
     text = mixed_corpus(1 << 17)
     tok = tokenizer(name)
     theirs = oracle(name).tokenize(text, add_bos=False, special=False)
-    assert run(tok, text, "optimized") == theirs
+    assert run(name, text, "optimized") == theirs
     if tok._bpe is not None:
         assert tok._bpe.tokenize(text, tok._exprs) == theirs
 
@@ -262,8 +276,7 @@ def test_spm_merge_loop_c_equals_python(vocab: Tuple[Dict[bytes, int], List[floa
         expected: Outcome = spm_tokenize(text, bytes_to_id, scores, byte_to_token)
     except TokenizationError:
         expected = "TokenizationError"
-    engine = fastpath.SPMEngine(bytes_to_id, scores, byte_to_token)
-    got = engine.tokenize(text)
+    got = c_engine().spm(bytes_to_id, scores, byte_to_token).tokenize(text)
     if expected == "TokenizationError":
         assert got is None  # the caller then runs the reference, which raises
         with pytest.raises(TokenizationError):
@@ -311,16 +324,15 @@ def test_bpe_merge_loop_c_equals_python(data: st.DataObject, byte_encode: bool,
         token_to_id.setdefault("\udcc4", 900)
     words = data.draw(st.lists(st.lists(st.sampled_from(alphabet), max_size=12).map("".join),
                                min_size=1, max_size=6))
-    flags = dict(byte_encode=byte_encode, ignore_merges=ignore_merges,
-                 whole_newline_words=not byte_encode)
-    with backend("reference"):
-        reference = BPE(token_to_id, ranks, **flags)
-        expected = [reference.encode_word(w) for w in words]
-    engine = fastpath.BPEEngine(token_to_id, ranks, **flags)
+    flags: Dict[str, Any] = dict(byte_encode=byte_encode, ignore_merges=ignore_merges,
+                                 whole_newline_words=not byte_encode)
+    reference = BPE(token_to_id, ranks, **flags)
+    expected = [reference.encode_word(w) for w in words]
+    handle = TE.BPEHandle(c_engine(), token_to_id, ranks, **flags)
     for word, ids in zip(words, expected):
         raw = bytes(BYTE_TO_UNICODE.index(c) for c in word) if byte_encode else word.encode()
-        assert engine.encode_word(raw) == ids, word
-    fast = BPE(token_to_id, ranks, **flags)
+        assert handle.encode_word(raw) == ids, word
+    fast = BPE(token_to_id, ranks, **flags, engine=c_engine())
     assert [fast.encode_word(w) for w in words] == expected
     # whole texts: the C splitter + merge vs the Python splitter + merge
     exprs = (
@@ -330,8 +342,7 @@ def test_bpe_merge_loop_c_equals_python(data: st.DataObject, byte_encode: bool,
     )
     text = "".join(data.draw(st.lists(st.sampled_from(["ab", " a", "\u00e9", "\n", "12", "'s"]),
                                       max_size=10))).encode()
-    with backend("reference"):
-        want = BPE(token_to_id, ranks, **flags).tokenize(text, exprs)
+    want = BPE(token_to_id, ranks, **flags).tokenize(text, exprs)
     assert fast.tokenize(text, exprs) == want
 
 
@@ -339,8 +350,8 @@ def test_bpe_merge_loop_c_equals_python(data: st.DataObject, byte_encode: bool,
 
 
 @functools.lru_cache(maxsize=None)
-def cl100k() -> Tuple[Any, Any, fastpath.TiktokenEngine]:
-    """(our reference TiktokenTokenizer, the `tiktoken` library's encoding, the C engine)."""
+def cl100k() -> Tuple[Any, Any, TE.RankBPEHandle]:
+    """(our reference TiktokenTokenizer, the `tiktoken` library's encoding, the C handle)."""
     tiktoken_load = pytest.importorskip("tiktoken.load")
     import tiktoken
 
@@ -351,7 +362,8 @@ def cl100k() -> Tuple[Any, Any, fastpath.TiktokenEngine]:
                             mergeable_ranks=tiktoken_load.load_tiktoken_bpe(str(path)),
                             special_tokens={})
     tok = load(path)
-    return tok, enc, fastpath.TiktokenEngine(tok.ranks)
+    assert isinstance(tok, TiktokenTokenizer)
+    return tok, enc, TE.RankBPEHandle(c_engine(), tok.ranks)
 
 
 def _unicode_stable(c: str) -> bool:
@@ -424,8 +436,6 @@ def test_cl100k_c_equals_tiktoken(seed: int) -> None:
 def test_rank_merge_c_equals_python(piece: bytes, missing: Set[int]) -> None:
     """One piece's rank-driven merge in C vs TiktokenTokenizer._merge, on a small rank table
     (some single bytes without a rank: both must refuse those)."""
-    from bitnet.tokenizers.tiktoken_file import TiktokenTokenizer
-
     ranks = {bytes((b,)): b for b in range(256) if b not in missing}
     for i, extra in enumerate([b"ab", b"bc", b"abc", b"\xc3\xa9", b"  ", b"   ", b"a\x00", b"cab"]):
         ranks.setdefault(extra, 256 + i)
@@ -434,63 +444,114 @@ def test_rank_merge_c_equals_python(piece: bytes, missing: Set[int]) -> None:
         expected: Optional[List[int]] = tok._merge(piece) if piece else []
     except TokenizationError:
         expected = None
-    assert fastpath.TiktokenEngine(ranks).merge(piece) == expected
+    assert TE.RankBPEHandle(c_engine(), ranks).merge(piece) == expected
 
 
-def test_tiktoken_accel_switches() -> None:
-    """TiktokenAccel: None until ENGINE_AFTER_BYTES of text (0 in these tests) and under
-    BITNET_BACKEND=reference or another pattern; else the C ids."""
+def test_tiktoken_engine_switches() -> None:
+    """CTokenizerEngine.tiktoken: None for another pattern; for cl100k's, None until
+    warm_up_bytes of text went through (no handle yet), then the C ids (one handle); a
+    TiktokenTokenizer on it gives tiktoken's ids before and after the switch."""
     tok, enc, _ = cl100k()
-    accel = fastpath.TiktokenAccel(tok.ranks, tok.pattern)
-    with backend("reference"):
-        assert accel.encode_ordinary("hello world") is None
-    assert accel.encode_ordinary("hello world") == enc.encode_ordinary("hello world")
-    assert fastpath.TiktokenAccel(tok.ranks, r"\w+").encode_ordinary("hello") is None
+    assert c_engine().tiktoken(tok.ranks, r"\w+") is None
+    engine = TE.CTokenizerEngine(warm_up_bytes=20)
+    fast = engine.tiktoken(tok.ranks, tok.pattern)
+    assert fast is not None
+    assert fast.encode_ordinary("hello world") is None  # 11 bytes seen
+    assert engine.live_handles() == 0
+    assert fast.encode_ordinary("hello world") == enc.encode_ordinary("hello world")  # 22
+    assert engine.live_handles() == 1
+    on_c = TiktokenTokenizer(tok.ranks, tok.pattern, {}, engine=TE.CTokenizerEngine(warm_up_bytes=20))
+    for text in ("it's 12345", " a warm-up of more than twenty bytes", "it's 12345"):
+        assert on_c.tokenize(text.encode(), False, False) == enc.encode_ordinary(text)
 
 
-# --- 5. switches and memory ----------------------------------------------------------------------
+def test_bpe_warm_up_policy() -> None:
+    """A BPE vocabulary's C handle is built once warm_up_bytes of text went through the
+    tokenizer (before: the Python merges, no handle); the ids never change."""
+    engine = TE.CTokenizerEngine(warm_up_bytes=1000)
+    tok = GGUFTokenizer(vocab("gpt-2"), engine=engine)
+    fast = tok._bpe.vocab_engine() if tok._bpe is not None else None
+    assert isinstance(fast, TE.WarmBPE)
+    text = b"The quick brown fox jumps over the lazy dog. 12345 " * 12  # 612 bytes
+    want = tokenizer("gpt-2", "reference").tokenize(text, False, False)
+    assert tok.tokenize(text, False, False) == want
+    assert fast.handle is None and engine.live_handles() == 0
+    assert tok.tokenize(text, False, False) == want
+    assert fast.handle is not None and engine.live_handles() == 1
+
+
+def test_splitter_names_match_the_c_header() -> None:
+    """Every splitter name of the engine interface maps to its BN_SPLIT_* constant."""
+    header = (ROOT / "optimized" / "bitnet_kernels" / "kernels" / "bn_api_tokenize.h").read_text()
+    defined = {m.group(1).lower(): int(m.group(2))
+               for m in re.finditer(r"#define BN_SPLIT_(\w+) (\d+)", header)}
+    assert set(SPLITTERS) == set(TE.SPLITTER_IDS) == set(defined)
+    assert TE.SPLITTER_IDS == defined
+
+
+# --- 5. wiring and memory ----------------------------------------------------------------------
 
 
 def test_reference_backend_builds_no_c_handle() -> None:
-    """BITNET_BACKEND=reference: a fresh tokenizer tokenizes without creating a C handle;
-    unset, the same work creates its BPE engine (one handle)."""
-    text = b"The quick brown fox jumps over the lazy dog. " * 40
-    before = fastpath.live_handles()
+    """BITNET_BACKEND=reference: `runtime.tokenizer_engine()` is None, so the tokenizer the API
+    surfaces build holds no engine, makes no C handle, and in a fresh interpreter tokenizing
+    does not even import bitnet_kernels. Unset: the C engine, whose BPE vocabulary builds its
+    handle past the warm-up; the same ids."""
+    kv = gguf_load(_path("gpt-2"), apply_repairs=False).kv
+    text = b"The quick brown fox jumps over the lazy dog. " * 400  # 18 KB: past the warm-up
     with backend("reference"):
-        assert not fastpath.enabled()
-        tok = load(_path("gpt-2"))
-        ref_ids = tok.tokenize(text, False, False)
-        assert fastpath.live_handles() == before
-    tok2 = load(_path("gpt-2"))
+        assert runtime.tokenizer_engine() is None
+        tok = runtime.tokenizer_from_kv(kv)
+    assert tok.engine is None and tok._bpe is not None and tok._bpe.engine is None
+    ref_ids = tok.tokenize(text, False, False)
+    assert tok._bpe.vocab_engine() is None
+    with backend(""):
+        tok2 = runtime.tokenizer_from_kv(kv)
+    assert tok2.engine is not None and tok2.engine is TE.default_engine()
     assert tok2.tokenize(text, False, False) == ref_ids
-    assert fastpath.live_handles() == before + 1
-    del tok2
-    gc.collect()
-    assert fastpath.live_handles() == before
+    fast = tok2._bpe.vocab_engine() if tok2._bpe is not None else None
+    assert isinstance(fast, TE.WarmBPE) and fast.handle is not None
+    code = textwrap.dedent(
+        f"""
+        import sys, warnings
+        warnings.simplefilter("ignore")
+        from bitnet import runtime
+        from bitnet.gguf import load
+        tok = runtime.tokenizer_from_kv(load({str(_path("gpt-2"))!r}, apply_repairs=False).kv)
+        assert tok.engine is None
+        print(tok.tokenize(b"The quick brown fox", False, False))
+        assert "bitnet_kernels" not in sys.modules, "the C library was loaded"
+        """
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, BITNET_BACKEND="reference"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert ast.literal_eval(r.stdout.strip()) == tok.tokenize(b"The quick brown fox", False, False)
 
 
 def test_handles_are_freed() -> None:
-    """Each engine owns one C handle, released when the engine is collected."""
-    v = tokenizer("llama-spm").vocab
-    bpe = tokenizer("gpt-2")._bpe  # (loading it may build its own engine: before `before`)
+    """Each handle is released (its C free run) when its owner goes: counted per engine, a
+    fresh one here, so no other object of the process counts."""
+    engine = TE.CTokenizerEngine(warm_up_bytes=0)
+    v = vocab("llama-spm")
+    bpe = tokenizer("gpt-2", "reference")._bpe
     assert bpe is not None
+    handles: List[Any] = [engine.spm(v.bytes_to_id, v.scores, v.byte_to_token) for _ in range(3)]
+    handles.append(TE.BPEHandle(engine, bpe.token_to_id, bpe.ranks, byte_encode=True,
+                                ignore_merges=False, whole_newline_words=False))
+    assert engine.live_handles() == 4
+    del handles
     gc.collect()
-    before = fastpath.live_handles()
-    engines = [fastpath.SPMEngine(v.bytes_to_id, v.scores, v.byte_to_token) for _ in range(3)]
-    engines.append(fastpath.BPEEngine(bpe.token_to_id, bpe.ranks, byte_encode=True,
-                                      ignore_merges=False, whole_newline_words=False))
-    assert fastpath.live_handles() == before + 4
-    del engines
-    gc.collect()
-    assert fastpath.live_handles() == before
-    # the engine spm_tokenize_chunked keeps for a vocabulary goes with the vocabulary
-    spm = load(_path("llama-spm"))
+    assert engine.live_handles() == 0
+    # a tokenizer's SPM handle: made on its first tokenization, kept, gone with the tokenizer
+    spm = GGUFTokenizer(v, engine=engine)
+    assert engine.live_handles() == 0
     spm.tokenize(b"hello world", False, False)
     spm.tokenize(b"again", False, False)
-    assert fastpath.live_handles() == before + 1
+    assert engine.live_handles() == 1
     del spm
     gc.collect()
-    assert fastpath.live_handles() == before
+    assert engine.live_handles() == 0
 
 
 # --- 6. sanitizers --------------------------------------------------------------------------------
@@ -501,7 +562,7 @@ def test_sanitizer_build_tokenizers(tmp_path: Path) -> None:
     """The kernels built with -fsanitize=address,undefined (as test_optimized_kernels does), then
     every vector of the C vocabularies, random bytes and cl100k text through the C paths in a
     subprocess with ASan preloaded: any out-of-bounds access or UB aborts it; ids must equal
-    the reference's."""
+    the reference's; once the tokenizers are gone, no C handle is left (the process's count)."""
     from .kernel_builds import SANITIZER_OPTIONS, build_kernels, libasan, run_with_kernels
 
     asan = libasan()
@@ -512,22 +573,22 @@ def test_sanitizer_build_tokenizers(tmp_path: Path) -> None:
         f"""
         import os, random, warnings
         sys.path.insert(0, {str(ROOT / "tests")!r})
-        from bitnet.tokenizers import fastpath
-        fastpath.ENGINE_AFTER_BYTES = 0
-        assert fastpath._kernels()[1] is mod.lib
+        import gc
+        from bitnet_kernels import tokenizer_engine as TE
+        assert TE._library()[1] is mod.lib
         import test_tokenizer_fastpath as T
         rng = random.Random(0)
         bad = 0
         for name in T.C_VOCABS:
-            tok = T.tokenizer(name)
+            is_bpe = T.tokenizer(name)._bpe is not None
             texts = [t for t, _ in T.read_vectors(name)] if name in T.WITH_VECTORS else []
             texts += [bytes(rng.randrange(256) for _ in range(rng.randrange(40))) for _ in range(50)]
             texts += [b"", b"\\n" * 70, b"x" * 5000, "\u2581 \u4e2d\u6587 ' 's 123456".encode() * 30]
             for text in texts:
-                if T.run(tok, text, "optimized") != T.run(tok, text, "reference"):
+                if T.run(name, text, "optimized") != T.run(name, text, "reference"):
                     bad += 1
-                if tok._bpe is not None:
-                    ref, fast = T.full_c(tok, text)
+                if is_bpe:
+                    ref, fast = T.full_c(name, text)
                     bad += ref != fast
         tk, _, engine = T.cl100k()
         texts = [bytes(rng.randrange(256) for _ in range(rng.randrange(40))) for _ in range(50)]
@@ -539,6 +600,11 @@ def test_sanitizer_build_tokenizers(tmp_path: Path) -> None:
                 want = None
             bad += engine.encode_cl100k(text) != want
         print("tokenizer sanitizer mismatches:", bad)
+        del tk, engine
+        T.tokenizer.cache_clear()
+        T.cl100k.cache_clear()
+        gc.collect()
+        print("C handles alive after release:", TE.c_live_handles())
         sys.exit(min(bad, 125))
         """
     )
@@ -547,3 +613,4 @@ def test_sanitizer_build_tokenizers(tmp_path: Path) -> None:
     r = run_with_kernels(so, body, env=env)
     assert r.returncode == 0, (r.stdout + r.stderr)[-5000:]
     assert "tokenizer sanitizer mismatches: 0" in r.stdout
+    assert "C handles alive after release: 0" in r.stdout

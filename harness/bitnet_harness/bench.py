@@ -96,6 +96,7 @@ def bench_tokenize(repeat: int = 3) -> Dict[str, float]:
     import llama_cpp
     import tiktoken
 
+    from bitnet.runtime import tokenizer_engine
     from bitnet.tokenizers import TiktokenTokenizer
     from bitnet.tokenizers import load as load_tokenizer
 
@@ -106,7 +107,7 @@ def bench_tokenize(repeat: int = 3) -> Dict[str, float]:
         path = corpus_path(f"vocab/ggml-vocab-{vocab}.gguf")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ours = load_tokenizer(path)
+            ours = load_tokenizer(path, engine=tokenizer_engine())
         theirs = llama_cpp.Llama(str(path), vocab_only=True, verbose=False)
         ours.tokenize(text[:1000], False, False)  # warm caches fairly for both
         out[f"{vocab} bitnet"] = mb / _time(partial(ours.tokenize, text, False, False), repeat)
@@ -114,7 +115,7 @@ def bench_tokenize(repeat: int = 3) -> Dict[str, float]:
                                                repeat)
         theirs.close()
     cl100k = corpus_path(CL100K)
-    ours_tk = load_tokenizer(cl100k)
+    ours_tk = load_tokenizer(cl100k, engine=tokenizer_engine())
     assert isinstance(ours_tk, TiktokenTokenizer), type(ours_tk)
     from tiktoken.load import load_tiktoken_bpe
 

@@ -136,13 +136,15 @@ class VocabFuzzer:
         import llama_cpp
 
         from bitnet.gguf import load as gguf_load
+        from bitnet.runtime import tokenizer_engine
         from bitnet.tokenizers import from_gguf_kv
 
         self.vocab = vocab
         path = corpus_path(f"vocab/ggml-vocab-{vocab}.gguf")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            self.tok = from_gguf_kv(gguf_load(path, apply_repairs=False).kv)  # what llama.cpp sees
+            kv = gguf_load(path, apply_repairs=False).kv  # what llama.cpp sees
+            self.tok = from_gguf_kv(kv, engine=tokenizer_engine())  # the API surfaces' path
         self.oracle = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
 
     def close(self) -> None:
@@ -434,6 +436,7 @@ def replay(case_file: Path) -> Optional[str]:
     import llama_cpp
 
     from bitnet.gguf import load as gguf_load
+    from bitnet.runtime import tokenizer_engine
     from bitnet.tokenizers import from_gguf_kv
     from bitnet.tokenizers.differential import compare_with_llamacpp
 
@@ -441,7 +444,7 @@ def replay(case_file: Path) -> Optional[str]:
     path = corpus_path(f"vocab/ggml-vocab-{case['vocab']}.gguf")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        tok = from_gguf_kv(gguf_load(path, apply_repairs=False).kv)
+        tok = from_gguf_kv(gguf_load(path, apply_repairs=False).kv, engine=tokenizer_engine())
     oracle = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
     try:
         mismatch = compare_with_llamacpp(tok, oracle, bytes.fromhex(case["text_hex"]),

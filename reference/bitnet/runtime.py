@@ -18,9 +18,12 @@ built. This module is the one place that chooses them:
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from bitnet.ops import Backend, NumpyBackend
+
+if TYPE_CHECKING:
+    from bitnet.tokenizers.engine import TokenizerEngine
 
 NUMERICS = ("llama.cpp", "float", "reference")
 NUMERICS_ENV = "BITNET_NUMERICS"
@@ -54,11 +57,18 @@ def make_backend(numerics: Optional[str] = None, *, n_threads: Optional[int] = N
     return bitnet_kernels.make_backend(activation_quant="none", n_threads=n_threads)
 
 
-def tokenizer_engine() -> Optional[Any]:
-    """The C tokenizer engine (bitnet_kernels), or None for the pure-Python tokenizers."""
-    from bitnet.tokenizers import fastpath
+def tokenizer_engine() -> Optional[TokenizerEngine]:
+    """The C tokenizer engine (bitnet_kernels), or None for the pure-Python tokenizers
+    (BITNET_BACKEND=reference, or the kernels not built)."""
+    if os.environ.get("BITNET_BACKEND", "").strip().lower() == "reference":
+        return None  # without loading the C library
+    import bitnet_kernels
 
-    return fastpath if fastpath.enabled() else None
+    if bitnet_kernels.backend_name() != "optimized":
+        return None
+    from bitnet_kernels.tokenizer_engine import default_engine
+
+    return default_engine()
 
 
 def load_model(gguf: Any, *, numerics: Optional[str] = None, n_threads: Optional[int] = None) -> Any:
@@ -75,4 +85,4 @@ def tokenizer_from_kv(kv: Dict[str, Any]) -> Any:
     """The GGUF tokenizer of these metadata, on the engine `tokenizer_engine()` picks."""
     from bitnet.tokenizers import from_gguf_kv
 
-    return from_gguf_kv(kv)
+    return from_gguf_kv(kv, engine=tokenizer_engine())

@@ -1,7 +1,8 @@
-/* bn_api_tokenize.h: the tokenizer hot path (bn_tokenize.c), called by bitnet.tokenizers.fastpath.
+/* bn_api_tokenize.h: the tokenizer hot path (bn_tok_*.c; overview in bn_tok_internal.h), called by
+ * bitnet_kernels.tokenizer_engine (the C implementation of bitnet.tokenizers.engine).
  *
- * Same results as the Python reference (reference/bitnet/tokenizers/{pretokenizers,bpe,spm}.py), which
- * follows llama.cpp. Return codes: >= 0 a count; BN_TOK_E* below on failure (the Python caller
+ * Same results as the Python reference (reference/bitnet/tokenizers/{pretokenizers,bpe,spm,
+ * tiktoken_file}.py), which follows llama.cpp. Return codes: >= 0 a count; BN_TOK_E* below on failure (the Python caller
  * then runs the reference code, which raises the proper typed error). Handles are per
  * vocabulary, immutable after construction, and safe to share between threads.
  */

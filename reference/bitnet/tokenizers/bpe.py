@@ -8,9 +8,9 @@ no such token are dropped, as in llama.cpp) or ``<0xNN>`` (Gemma 4).
 
 Results are cached per word (an LRU dict), as llama.cpp's users and tiktoken do.
 
-With the C kernels built (`fastpath.enabled()`), cache misses are merged in C, and
-`tokenize(text, exprs)` runs pre-tokenizer and merges in one C call for the pre-tokenizers
-with a C splitter: identical ids, several times faster.
+Given a tokenizer engine (`engine.TokenizerEngine`, e.g. the C one), cache misses are merged
+there, and `tokenize(text, exprs)` hands pre-tokenizer and merges to it in one call when
+`exprs` is a chain of its splitters: identical ids, several times faster.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import heapq
 from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from bitnet.tokenizers import fastpath
 from bitnet.tokenizers import pretokenizers as P
 from bitnet.tokenizers import unicode as U
+from bitnet.tokenizers.engine import BPEVocabEngine, TokenizerEngine
 
 
 class BPE:
@@ -36,6 +36,7 @@ class BPE:
         ignore_merges: bool = False,
         whole_newline_words: bool = False,
         cache_size: int = 65536,
+        engine: Optional[TokenizerEngine] = None,
     ) -> None:
         self.token_to_id = token_to_id
         self.ranks = ranks
@@ -46,43 +47,32 @@ class BPE:
         )
         self._cache: OrderedDict[str, List[int]] = OrderedDict()
         self._cache_size = cache_size
-        self._engine: Optional[fastpath.BPEEngine] = None
-        self._work = 0  # bytes handled in Python so far (see _fast)
+        self.engine = engine
+        self._vocab_engine: Optional[BPEVocabEngine] = None
 
-    def _fast(self, work: int) -> Optional[fastpath.BPEEngine]:
-        """The C engine of this vocabulary when the C path is on, else None.
-
-        subtle: building it takes 0.05-0.5 s (llama-bpe: 128k tokens, 280k merges), more than
-        tokenizing a prompt in Python, so it is built once fastpath.ENGINE_AFTER_BYTES bytes
-        of words or text (`work` per call) have been seen; results are the same either way."""
-        if self._engine is None:
-            self._work += work
-            if self._work < fastpath.ENGINE_AFTER_BYTES:
-                return None
-        if not fastpath.enabled():
-            return None
-        if self._engine is None:
-            self._engine = fastpath.BPEEngine(
+    def vocab_engine(self) -> Optional[BPEVocabEngine]:
+        """This vocabulary on the engine (made on first use, from the current tables), or None."""
+        if self.engine is not None and self._vocab_engine is None:
+            self._vocab_engine = self.engine.bpe(
                 self.token_to_id,
                 self.ranks,
                 byte_encode=self.byte_encode,
                 ignore_merges=self.ignore_merges,
                 whole_newline_words=self.whole_newline_words,
             )
-        return self._engine
+        return self._vocab_engine
 
     def tokenize(self, text: bytes, exprs: Sequence[str]) -> List[int]:
         """Token ids of `text`: pre-tokenized with the regex list `exprs`, each word encoded
-        (all in C when the kernels are on and `exprs` has C splitters)."""
-        kinds = P.fast_kinds(tuple(exprs))
-        engine = self._fast(len(text)) if kinds is not None else None
-        if engine is not None:
-            assert kinds is not None
-            ids = engine.tokenize(text, kinds)
+        (all on the engine when there is one and `exprs` is a chain of its splitters)."""
+        fast = self.vocab_engine()
+        chain = P.splitter_chain(tuple(exprs))
+        if fast is not None and chain is not None:
+            ids = fast.tokenize(text, chain)
             if ids is not None:
                 return ids
         out: List[int] = []
-        for word in P.pre_tokenize(text, exprs, self.byte_encode):
+        for word in P.pre_tokenize(text, exprs, self.byte_encode, self.engine):
             out.extend(self.encode_word(word))
         return out
 
@@ -159,8 +149,8 @@ class BPE:
         return ids
 
     def _encode_word_fast(self, word: str) -> Optional[List[int]]:
-        engine = self._fast(len(word))
-        if engine is None:
+        fast = self.vocab_engine()
+        if fast is None:
             return None
         if self.byte_encode:
             raw = bytearray()
@@ -169,9 +159,9 @@ class BPE:
                 if b is None:  # not byte-level text: only the reference knows
                     return None
                 raw.append(b)
-            return engine.encode_word(bytes(raw))
+            return fast.encode_word(bytes(raw))
         try:
-            return engine.encode_word(word.encode("utf-8", "surrogateescape"))
+            return fast.encode_word(word.encode("utf-8", "surrogateescape"))
         except UnicodeEncodeError:
             return None
 

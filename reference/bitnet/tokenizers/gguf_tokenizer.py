@@ -23,6 +23,9 @@ first), then clean_spaces rules (" ?" -> "?", " ' " -> "'", " 's" -> "'s", ...).
 `detokenize_pieces(ids, special)` is llama-cpp-python's `Llama.detokenize` instead (pieces
 with lstrip=0, no cleaning, one leading space dropped after a BOS).
 
+`engine=` a tokenizer engine (`engine.TokenizerEngine`, e.g. the C one) runs the BPE and SPM
+hot loops there (same ids); None keeps everything in Python.
+
 Known divergence (theoretical): llama.cpp orders special tokens of equal byte length with
 std::sort (unstable, so the C++ library decides); here by id. Order matters only when two
 same-length special texts overlap in the input (a suffix of one is a prefix of the other);
@@ -37,6 +40,7 @@ from bitnet.errors import TokenizationError
 from bitnet.tokenizers import pretokenizers as P
 from bitnet.tokenizers import unicode as U
 from bitnet.tokenizers.bpe import BPE
+from bitnet.tokenizers.engine import SPMVocabEngine, TokenizerEngine
 from bitnet.tokenizers.spm import isolated_bytes, spm_tokenize_chunked
 from bitnet.tokenizers.ugm import UGM
 from bitnet.tokenizers.vocab import (
@@ -60,8 +64,10 @@ Fragment = Union[int, Tuple[int, int]]  # a token id, or (offset, length) of raw
 class GGUFTokenizer:
     """Tokenizer for a GGUF vocabulary (`Vocab`), llama.cpp-exact."""
 
-    def __init__(self, vocab: Vocab) -> None:
+    def __init__(self, vocab: Vocab, engine: Optional[TokenizerEngine] = None) -> None:
         self.vocab = vocab
+        self.engine = engine
+        self._spm_engine: Optional[SPMVocabEngine] = None  # made on first SPM tokenization
         self._bpe: Optional[BPE] = None
         self._ugm: Optional[UGM] = None
         self._pieces: List[Optional[bytes]] = [None] * vocab.n_tokens
@@ -74,6 +80,7 @@ class GGUFTokenizer:
                 byte_encode=byte_encode,
                 ignore_merges=vocab.ignore_merges,
                 whole_newline_words=vocab.pre_type == "gemma4",
+                engine=engine,
             )
         elif vocab.type == "ugm":
             self._ugm = UGM(vocab)
@@ -141,7 +148,8 @@ class GGUFTokenizer:
                 piece = piece.replace(b" ", _ESCAPED_SPACE)
                 out.extend(
                     spm_tokenize_chunked(
-                        piece, v.bytes_to_id, v.scores, v.byte_to_token, self._spm_isolated
+                        piece, v.bytes_to_id, v.scores, v.byte_to_token, self._spm_isolated,
+                        self._spm_vocab_engine(),
                     )
                 )
                 prev_special = False
@@ -192,6 +200,12 @@ class GGUFTokenizer:
             if add_special and v.add_eos:
                 out.append(self._need(v.eos_id, "EOS"))
         return out
+
+    def _spm_vocab_engine(self) -> Optional[SPMVocabEngine]:
+        if self.engine is not None and self._spm_engine is None:
+            v = self.vocab
+            self._spm_engine = self.engine.spm(v.bytes_to_id, v.scores, v.byte_to_token)
+        return self._spm_engine
 
     def _need(self, tid: Optional[int], what: str) -> int:
         if tid is None:

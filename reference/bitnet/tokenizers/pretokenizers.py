@@ -17,9 +17,9 @@ Here both std::regex cases run on Python's `re` with ``re.ASCII`` (so ``\\s`` is
 locale's six characters, like std::regex's) over the same substituted text. Code point
 categories come from llama.cpp's own Unicode table (see `unicode.py`), not from Python's.
 
-With the C kernels built, GPT-2's, Llama 3's, Qwen2's, Qwen3.5's, the newline splitter and
-``\\p{N}`` (so also starcoder's pair) run in C (optimized/bitnet_kernels/kernels/bn_tokenize.c, via
-`fastpath`), with identical pieces.
+Given a tokenizer engine (`engine.TokenizerEngine`), chains of GPT-2's, Llama 3's, Qwen2's,
+Qwen3.5's, the newline splitter and ``\\p{N}`` (so also starcoder's pair) run there (the C
+engine: optimized/bitnet_kernels/kernels/bn_tok_split.c), with identical pieces.
 
 Not implemented (raise UnsupportedError): pre-tokenizers needing llama.cpp's other custom
 splitters (kimi-k2, afmoe, tiny_aya / cohere2moe) and the hybriddna / whitespace models.
@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from bitnet.tokenizers import fastpath
 from bitnet.tokenizers import unicode as U
+from bitnet.tokenizers.engine import TokenizerEngine
 
 # --- llama.cpp's regex sets, by pre-tokenizer type (llm_tokenizer_bpe constructor) --------
 
@@ -729,37 +729,30 @@ def regex_split(text: bytes, exprs: Sequence[str]) -> Tuple[List[int], List[int]
     return cpts, offsets
 
 
-_FAST_KINDS = {  # regexes the C splitters run (bitnet.tokenizers.fastpath)
-    "gpt2": fastpath.SPLIT_GPT2,
-    "llama3": fastpath.SPLIT_LLAMA3,
-    "qwen2": fastpath.SPLIT_QWEN2,
-    "qwen35": fastpath.SPLIT_QWEN35,
-    "newlines": fastpath.SPLIT_NEWLINES,
-}
-
-
 @lru_cache(maxsize=None)
-def fast_kinds(exprs: Tuple[str, ...]) -> Optional[Tuple[int, ...]]:
-    """The C splitter chain equal to the regex list `exprs`, or None if it has no C port."""
-    kinds = []
+def splitter_chain(exprs: Tuple[str, ...]) -> Optional[Tuple[str, ...]]:
+    """The regex list `exprs` as a chain of `engine.SPLITTERS`, or None if one has no name."""
+    chain = []
     for expr in exprs:
         if expr == "\\p{N}":  # std::regex on the collapsed text: one piece per digit
-            kinds.append(fastpath.SPLIT_DIGIT)
+            chain.append("digit")
             continue
         custom = _CUSTOM.get(expr)
         if custom is None:
             return None
-        kinds.append(_FAST_KINDS[custom])
-    return tuple(kinds)
+        chain.append(custom)
+    return tuple(chain)
 
 
-def pre_tokenize(text: bytes, exprs: Sequence[str], byte_encode: bool) -> List[str]:
+def pre_tokenize(
+    text: bytes, exprs: Sequence[str], byte_encode: bool, engine: Optional[TokenizerEngine] = None
+) -> List[str]:
     """Words for BPE (unicode_regex_split): GPT-2 byte-encoded text when `byte_encode`, else
     the words' UTF-8 bytes as str (decoded with surrogateescape, like the vocabulary).
-    Runs in C (fastpath.split) when the kernels are on and every regex has a C splitter."""
-    kinds = fast_kinds(tuple(exprs))
-    if kinds is not None and fastpath.enabled():
-        fast = fastpath.split(text, kinds, byte_encode)
+    Runs on `engine` when given and every regex is one of its splitters."""
+    if engine is not None:
+        chain = splitter_chain(tuple(exprs))
+        fast = engine.split(text, chain, byte_encode) if chain is not None else None
         if fast is not None:
             return fast
     cpts, offsets = regex_split(text, exprs)

@@ -11,6 +11,9 @@ Limits: ``\\p{L}`` / ``\\p{N}`` follow the `regex` module's Unicode tables (17.0
 reclassified in Unicode 17.0 (e.g. U+18D80, Tangut) can split differently. The input must be
 valid UTF-8 (tiktoken takes `str`): anything else raises InvalidUTF8Error. No BOS/EOS is
 ever added (add_special only matters for GGUF vocabularies).
+
+Given a tokenizer engine (`engine.TokenizerEngine`) that knows the pattern (the C one knows
+cl100k_base's), `encode_ordinary` runs there: identical ids.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from typing import TYPE_CHECKING, Dict, List, Optional, Tuple, Union
 import regex
 
 from bitnet.errors import InvalidUTF8Error, TokenizationError
-from bitnet.tokenizers import fastpath
+from bitnet.tokenizers.engine import TiktokenVocabEngine, TokenizerEngine
 
 if TYPE_CHECKING:
     from bitnet.tokenizers.vocab import Vocab
@@ -71,6 +74,7 @@ class TiktokenTokenizer:
         special_tokens: Dict[str, int],
         name: str = "",
         cache_size: int = 65536,
+        engine: Optional[TokenizerEngine] = None,
     ) -> None:
         self.name = name
         self.ranks = ranks
@@ -87,7 +91,10 @@ class TiktokenTokenizer:
         self._cache: OrderedDict[bytes, List[int]] = OrderedDict()
         self._cache_size = cache_size
         self.vocab: Optional[Vocab] = None  # no GGUF vocabulary
-        self._accel = fastpath.TiktokenAccel(ranks, pattern)  # the C path, when built
+        self.engine = engine
+        self._vocab_engine: Optional[TiktokenVocabEngine] = (
+            engine.tiktoken(ranks, pattern) if engine is not None else None
+        )
 
     @property
     def n_vocab(self) -> int:
@@ -151,9 +158,10 @@ class TiktokenTokenizer:
         return ids
 
     def _encode_ordinary(self, text: str) -> List[int]:
-        fast = self._accel.encode_ordinary(text)
-        if fast is not None:
-            return fast
+        if self._vocab_engine is not None:
+            fast = self._vocab_engine.encode_ordinary(text)
+            if fast is not None:
+                return fast
         out: List[int] = []
         for m in self._regex.finditer(text):
             out.extend(self._merge(m.group().encode("utf-8")))
