@@ -6,6 +6,7 @@ Oracles: the `gguf` package's GGUFReader (every KV and tensor info) and llama.cp
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -140,15 +141,22 @@ def test_smollm2_pre_is_detected(tmp_path: Path) -> None:
     assert "tokenizer.ggml.pre" not in repaired.raw_kv
 
 
-def test_undetectable_pre_falls_back_to_default_with_warning(tmp_path: Path) -> None:
+def test_undetectable_pre_falls_back_to_default_with_warning(tmp_path: Path,
+                                                             caplog: pytest.LogCaptureFixture
+                                                             ) -> None:
     b = Builder(kvs=[KV("general.architecture", 8, "llama"), KV("tokenizer.ggml.model", 8, "gpt2"),
                      KV("tokenizer.ggml.tokens", 9, ["a", "b", "ab"], elem_type=8),
                      KV("tokenizer.ggml.merges", 9, ["a b"], elem_type=8)])
     path = tmp_path / "odd.gguf"
     path.write_bytes(b.build())
-    with pytest.warns(GGUFWarning, match="using 'default'"):
+    with caplog.at_level(logging.INFO, logger="bitnet.gguf"):
         gf = load(path)
     assert gf.kv["tokenizer.ggml.pre"] == "default"
+    # the value is llama.cpp's own default (INFO); the degraded tokenization is a WARNING
+    pre = [r for r in caplog.records if "repaired tokenizer.ggml.pre" in r.getMessage()]
+    assert [r.levelno for r in pre] == [logging.INFO]
+    assert any(r.levelno == logging.WARNING and "using 'default'" in r.getMessage()
+               for r in caplog.records)
 
 
 def test_detector_without_pre_on_shipped_vocabs() -> None:
@@ -221,14 +229,16 @@ def test_missing_add_space_prefix_and_byte_fallback(vocab: str, expected: bool,
     assert gf.kv["tokenizer.ggml.tokens"][first].startswith("\u2581") is expected
 
 
-def test_vocab_size_mismatch_is_a_warning(tmp_path: Path) -> None:
+def test_vocab_size_mismatch_is_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     b = valid_builder()
     b.kvs += [KV("tokenizer.ggml.model", 8, "llama"), KV("llama.vocab_size", 4, 5),
               KV("tokenizer.ggml.tokens", 9, ["<unk>", "<s>", "</s>"], elem_type=8)]
     path = tmp_path / "mismatch.gguf"
     path.write_bytes(b.build())
-    with pytest.warns(GGUFWarning, match="vocab_size = 5 but the vocabulary has 3 tokens"):
+    with caplog.at_level(logging.WARNING, logger="bitnet.gguf"):
         gf = load(path)
+    assert any(r.levelno == logging.WARNING and "vocab_size = 5 but the vocabulary has 3 tokens"
+               in r.getMessage() for r in caplog.records)
     assert len(gf.tensors) == 3
 
 
@@ -473,5 +483,62 @@ def test_cli_fix_writes_a_repaired_copy_never_in_place(tmp_path: Path) -> None:
     fixed = gguf.GGUFReader(out)  # the second oracle reads our output
     assert fixed.fields["tokenizer.ggml.pre"].contents() == "gpt-2"
     same = _bitnet("fix", str(src), str(src))
-    assert same.returncode != 0 and "in place" in same.stderr
+    assert same.returncode != 0 and "refusing to write" in same.stderr
+    assert len(same.stderr.strip().splitlines()) == 1
     assert src.read_bytes() == before
+
+
+# --- repairs are logged, never raised as warnings ---------------------------------------------
+
+def test_repairs_log_info_when_llama_cpp_does_the_same_else_warning(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """SmolLM2 needs one repair (byte_fallback, llama.cpp's own behaviour: INFO); gpt-neox's
+    vocabulary gets a detected pre-tokenizer that llama.cpp would not pick (WARNING)."""
+    with caplog.at_level(logging.DEBUG, logger="bitnet.gguf"):
+        smol = load(corpus_path(SMOLLM2))
+    assert [f.key for f in smol.fixes] == ["tokenizer.ggml.byte_fallback"]
+    assert {r.levelno for r in caplog.records} == {logging.INFO}
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="bitnet.gguf"):
+        neox = load(corpus_path("vocab/ggml-vocab-gpt-neox.gguf"))
+    pre = next(f for f in neox.fixes if f.key == "tokenizer.ggml.pre")
+    assert pre.new == "mpt" and not pre.as_llama_cpp
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("tokenizer.ggml.pre" in m for m in warned)
+    assert not any("add_space_prefix" in m for m in warned)  # llama.cpp's default: INFO
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="bitnet.gguf"):
+        load(corpus_path(SMOLLM2), quiet=True)
+    assert {r.levelno for r in caplog.records} == {logging.DEBUG}
+
+
+@pytest.mark.llamacpp
+def test_warnings_as_errors_never_break_a_load_llama_cpp_does() -> None:
+    """`python -W error`: SmolLM2 loads through Llama (and bitnet.gguf.load), as it does
+    through llama-cpp-python under the same flag."""
+    code = ("import sys; from bitnet.llama_compat import Llama; from bitnet.gguf import load; "
+            "p = sys.argv[1]; load(p); "
+            "llm = Llama(model_path=p, n_ctx=64, verbose=True); "
+            "print(llm.tokenize(b'Hello'))")
+    res = subprocess.run([sys.executable, "-W", "error", "-c", code, str(corpus_path(SMOLLM2))],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    oracle = subprocess.run(
+        [sys.executable, "-W", "error", "-c",
+         "import sys, llama_cpp; llm = llama_cpp.Llama(model_path=sys.argv[1], n_ctx=64, "
+         "verbose=False); print(llm.tokenize(b'Hello'))", str(corpus_path(SMOLLM2))],
+        capture_output=True, text=True, timeout=300)
+    assert oracle.returncode == 0, oracle.stderr[-2000:]
+    assert res.stdout.strip().splitlines()[-1] == oracle.stdout.strip().splitlines()[-1]
+
+
+def test_inspect_tells_which_repairs_match_llama_cpp() -> None:
+    import json
+
+    res = _bitnet("inspect", str(corpus_path("vocab/ggml-vocab-gpt-neox.gguf")), "--json")
+    assert res.returncode == 0, res.stderr
+    fixes = {f["key"]: f["as_llama_cpp"] for f in json.loads(res.stdout)["fixes"]}
+    assert fixes["tokenizer.ggml.pre"] is False
+    assert fixes["tokenizer.ggml.add_space_prefix"] is True
+    text = _bitnet("inspect", str(corpus_path("vocab/ggml-vocab-gpt-neox.gguf")))
+    assert "[differs from llama.cpp]" in text.stdout and "[as llama.cpp]" in text.stdout

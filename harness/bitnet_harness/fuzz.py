@@ -24,10 +24,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import seed as fixed_seed
 from hypothesis import strategies as st
 
+from bitnet.safe_write import write_text
 from bitnet.tokenizers.gguf_tokenizer import GGUFTokenizer
+from bitnet_harness.checkout import regressions_root, reports_root
 from bitnet_harness.corpora import corpus_path, vocab_names
 
-REGRESSIONS = Path(__file__).resolve().parents[2] / "corpora" / "regressions" / "tokenizers"
+REGRESSIONS = regressions_root() / "tokenizers"
 
 
 _WS = " \t\n\r\x0b\x0c\x1c\x85\xa0\u1680\u2000\u2028\u3000"
@@ -124,7 +126,7 @@ def _save_regression(vocab: str, text: bytes, add_special: bool, parse_special: 
             "parse_special": parse_special, "detail": detail}
     name = hashlib.sha256(json.dumps(case, sort_keys=True).encode()).hexdigest()[:12]
     path = root / f"{vocab}-{name}.json"
-    path.write_text(json.dumps(case, indent=1))
+    write_text(path, json.dumps(case, indent=1))
     return path
 
 
@@ -296,7 +298,7 @@ class GGUFFuzzer:
                 case = {"data_hex": data.hex(), "detail": error}
                 name = hashlib.sha256(data).hexdigest()[:12]
                 path = save_to / f"gguf-{name}.json"
-                path.write_text(json.dumps(case, indent=1))
+                write_text(path, json.dumps(case, indent=1))
                 out["regression"] = str(path)
             return checked[0], out
         return checked[0], None
@@ -412,7 +414,7 @@ def fuzz_tokenizers(vocabs: Sequence[str] = (), examples: int = 1000, seed: int 
 
     names = list(vocabs) or vocab_names()
     run_id = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    out_dir = (report_root or Path(__file__).resolve().parents[2] / "reports") / f"fuzz-{run_id}"
+    out_dir = (report_root or reports_root()) / f"fuzz-{run_id}"
     out_dir.mkdir(parents=True, exist_ok=True)
     results: Dict[str, Any] = {"campaign": "tokenizers", "seed": seed, "examples_per_vocab": examples,
                                "vocabs": {}}
@@ -422,7 +424,7 @@ def fuzz_tokenizers(vocabs: Sequence[str] = (), examples: int = 1000, seed: int 
             progress.update(task, description=f"fuzz {name}")
             results["vocabs"][name] = fuzz_vocab(name, examples, seed) or "no mismatch"
             progress.advance(task)
-    (out_dir / "tokenizers.json").write_text(json.dumps(results, indent=1))
+    write_text(out_dir / "tokenizers.json", json.dumps(results, indent=1))
     bad = {k: v for k, v in results["vocabs"].items() if v != "no mismatch"}
     print(f"{len(names)} vocabularies x {examples} texts x 4 flag combinations: "
           f"{len(bad)} with a mismatch; report {out_dir / 'tokenizers.json'}")

@@ -64,10 +64,11 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from rich.console import Console
 from rich.table import Table
 
+from bitnet.safe_write import write_text
+from bitnet.tools.extras import MissingExtraError, missing_modules
+from bitnet_harness.checkout import require_checkout
 from bitnet_harness.contracts import CONTRACTS, status
 from bitnet_harness.report import write_reports
-
-REPO = Path(__file__).resolve().parents[2]  # harness/bitnet_harness/ -> the checkout
 
 
 def _outcomes(junit: Path) -> Dict[str, str]:
@@ -125,16 +126,17 @@ def run(quick: bool = True, report_dir: Optional[str] = None, seed: int = 0,
     """Run the suite, the differential metrics and the budgeted campaigns, write the report;
     non-zero exit when any contract failed. Restricted to `tests`, a run computes no metrics
     and no campaigns unless asked (metrics=True, time_budget=S)."""
-    if not (REPO / "tests").is_dir():
-        print("bitnet-compat run needs a source checkout (its tests/ folder); "
-              f"none at {REPO}", file=sys.stderr)
-        return 2
+    repo = require_checkout("bitnet-compat run")
+    missing = missing_modules(("pytest", "xdist", "hypothesis") if workers != "0"
+                              else ("pytest", "hypothesis"))
+    if missing:
+        raise MissingExtraError(missing[0], "test")
     if time_budget is not None and time_budget < 0:
         raise ValueError(f"time budget {time_budget} s is negative")
     budget = time_budget if time_budget is not None else (0.0 if tests else DEFAULT_BUDGET[quick])
     with_metrics = metrics if metrics is not None else not tests
     run_id = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    out = Path(report_dir) if report_dir else REPO / "reports" / run_id
+    out = Path(report_dir) if report_dir else repo / "reports" / run_id
     out.mkdir(parents=True, exist_ok=True)
     junit = out / "junit.xml"
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}",
@@ -147,7 +149,7 @@ def run(quick: bool = True, report_dir: Optional[str] = None, seed: int = 0,
     env.pop("BITNET_INJECT_FAULT", None)
     if inject_fault:
         env["BITNET_INJECT_FAULT"] = inject_fault
-    proc = subprocess.run(cmd, cwd=REPO, env=env,
+    proc = subprocess.run(cmd, cwd=repo, env=env,
                           stdout=subprocess.DEVNULL if quiet else None)
     outcomes = _outcomes(junit)
     say = (lambda msg: None) if quiet else (lambda msg: print(f"bitnet-compat: {msg}", flush=True))
@@ -165,7 +167,7 @@ def run(quick: bool = True, report_dir: Optional[str] = None, seed: int = 0,
         del extra["bench"]
     summary = _summary(run_id, quick, seed, outcomes, inject_fault)
     summary.update(extra)
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    write_text(out / "summary.json", json.dumps(summary, indent=1))
     write_reports(out, summary)
     latest = out.parent / "latest"
     if latest.is_symlink() or not latest.exists():

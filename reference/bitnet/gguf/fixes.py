@@ -1,7 +1,10 @@
 """Auto-repair of GGUF metadata, applied in memory at load (never to the user's file).
 
-Each repair is a `Fix(key, old, new, reason)`; `apply_fixes` returns them so users see what
-changed (warnings, `GGUFFile.fixes`, `bitnet inspect`). The contract's list:
+Each repair is a `Fix(key, old, new, reason, as_llama_cpp)`; `apply_fixes` returns them so
+users see what changed (`GGUFFile.fixes`, `bitnet inspect`, and the `bitnet.gguf` logger:
+INFO for a repair that gives the behaviour llama.cpp has on the same file (its default for a
+missing key), WARNING for one that changes behaviour compared with llama.cpp). Notes
+(`Note`, a str) carry the same flag. The contract's list:
 
 1. missing `tokenizer.ggml.pre` on a gpt2 vocabulary: detected from the vocabulary itself
    (fingerprints of the vocabularies llama.cpp ships, then special-token heuristics); only
@@ -101,15 +104,28 @@ UNUSED_ROLES: Dict[str, Sequence[str]] = {"bert": ("eos",), "t5": ("bos",)}
 
 @dataclass(frozen=True)
 class Fix:
-    """One in-memory repair: `key` went from `old` (None: missing) to `new`, and why."""
+    """One in-memory repair: `key` went from `old` (None: missing) to `new`, and why;
+    `as_llama_cpp`: llama.cpp behaves as if it had this value (its default for the key)."""
 
     key: str
     old: Any
     new: Any
     reason: str
+    as_llama_cpp: bool = False
 
     def __str__(self) -> str:
         return f"{self.key}: {self.old!r} -> {self.new!r} ({self.reason})"
+
+
+class Note(str):
+    """A remark about a file's metadata (a str); `as_llama_cpp`: llama.cpp does the same."""
+
+    as_llama_cpp: bool = False
+
+    def __new__(cls, text: str, as_llama_cpp: bool = False) -> Note:
+        note = super().__new__(cls, text)
+        note.as_llama_cpp = as_llama_cpp
+        return note
 
 
 def merges_fingerprint(merges: Sequence[str]) -> str:
@@ -169,38 +185,39 @@ def apply_fixes(kv: Dict[str, Any], tensor_rows: Optional[Dict[str, int]] = None
     """
     out = dict(kv)
     fixes: List[Fix] = []
-    notes: List[str] = []
+    notes: List[str] = []  # Note instances
     model = out.get(MODEL_KEY)
     tokens = out.get(TOKENS_KEY)
     if model is None or not isinstance(tokens, list):
         return out, fixes, notes  # no vocabulary: nothing to repair
 
-    def fix(key: str, new: Any, reason: str) -> None:
-        fixes.append(Fix(key, out.get(key), new, reason))
+    def fix(key: str, new: Any, reason: str, as_llama_cpp: bool) -> None:
+        fixes.append(Fix(key, out.get(key), new, reason, as_llama_cpp))
         out[key] = new
 
-    # 1. pre-tokenizer
+    # 1. pre-tokenizer (llama.cpp: 'default' with a warning when the key is missing)
     if model == "gpt2" and not out.get(PRE_KEY):
         name, how = detect_pre_tokenizer(out)
         if name is None:
             fix(PRE_KEY, "default", f"{how}: falling back to llama.cpp's 'default' "
-                "pre-tokenizer; tokenization may differ from the original model's")
-            notes.append(f"could not detect {PRE_KEY}: {how}; using 'default' "
-                         "(tokenization quality may be degraded)")
+                "pre-tokenizer; tokenization may differ from the original model's", True)
+            notes.append(Note(f"could not detect {PRE_KEY}: {how}; using 'default' "
+                              "(tokenization quality may be degraded)"))
         else:
-            fix(PRE_KEY, name, f"detected: {how}")
+            fix(PRE_KEY, name, f"detected: {how}", False)
 
     # 2. add_space_prefix
     if ADD_SPACE_PREFIX_KEY not in out and model in ADD_SPACE_PREFIX_DEFAULTS:
         fix(ADD_SPACE_PREFIX_KEY, ADD_SPACE_PREFIX_DEFAULTS[model],
-            f"llama.cpp's default for tokenizer model '{model}'")
+            f"llama.cpp's default for tokenizer model '{model}'", True)
 
-    # 3. byte_fallback
+    # 3. byte_fallback (llama.cpp reads no such key: it falls back to <0xNN> tokens exactly
+    #    when they exist, which is what this value says)
     if BYTE_FALLBACK_KEY not in out:
         present = set(tokens)
         byte_tokens = sum(f"<0x{b:02X}>" in present for b in range(256))
         fix(BYTE_FALLBACK_KEY, byte_tokens == 256,
-            f"{byte_tokens} of the 256 <0xNN> byte tokens are in the vocabulary")
+            f"{byte_tokens} of the 256 <0xNN> byte tokens are in the vocabulary", True)
 
     # 4. special token ids
     n = len(tokens)
@@ -211,31 +228,34 @@ def apply_fixes(kv: Dict[str, Any], tensor_rows: Optional[Dict[str, int]] = None
         current = out.get(key)
         if current is not None:
             if not 0 <= int(current) < n:
-                notes.append(f"{key} = {current} is outside the vocabulary (0..{n - 1})")
+                notes.append(Note(f"{key} = {current} is outside the vocabulary (0..{n - 1})"))
             continue
         if role in UNUSED_ROLES.get(str(model), ()):
             continue
         default = defaults.get(role)
         if default is not None and 0 <= default < n and tokens[default] in candidates:
-            fix(key, default, f"llama.cpp's default for '{model}', token {tokens[default]!r}")
+            fix(key, default, f"llama.cpp's default for '{model}', token {tokens[default]!r}",
+                True)
             continue
         found = _find_special(tokens, types, candidates)
         if found is None:
-            notes.append(f"{key} is missing and no token text fits it; left unset")
+            notes.append(Note(f"{key} is missing and no token text fits it; left unset",
+                              as_llama_cpp=default is None))
             continue
-        fix(key, found, f"token {found} is {tokens[found]!r}")
+        fix(key, found, f"token {found} is {tokens[found]!r}", found == default)
 
     # 5. vocabulary size mismatches (warning only)
     arch = out.get("general.architecture")
     declared = out.get(f"{arch}.vocab_size") if arch else None
     if declared is not None and int(declared) != n:
-        notes.append(f"{arch}.vocab_size = {declared} but the vocabulary has {n} tokens; "
-                     "using the token list")
+        notes.append(Note(f"{arch}.vocab_size = {declared} but the vocabulary has {n} tokens; "
+                          "using the token list"))
     rows = (tensor_rows or {}).get("token_embd.weight")
     if rows is not None and rows != n:
-        notes.append(f"token_embd.weight has {rows} rows but the vocabulary has {n} tokens; "
-                     f"logits keep {rows} entries, ids >= {n} are never produced by the tokenizer"
-                     if rows > n else
-                     f"token_embd.weight has {rows} rows but the vocabulary has {n} tokens; "
-                     f"ids >= {rows} cannot be embedded")
+        notes.append(Note(
+            f"token_embd.weight has {rows} rows but the vocabulary has {n} tokens; "
+            f"logits keep {rows} entries, ids >= {n} are never produced by the tokenizer"
+            if rows > n else
+            f"token_embd.weight has {rows} rows but the vocabulary has {n} tokens; "
+            f"ids >= {rows} cannot be embedded"))
     return out, fixes, notes

@@ -12,15 +12,17 @@ divergences that the compatibility contract asks for:
     a warning instead of failing the load;
   * a tensor whose offset is not a multiple of the alignment loads with a warning (llama.cpp
     rejects the file); a tensor whose bytes fall outside the file is still an error.
+Warnings go to the `bitnet.gguf` logger (WARNING) and to `GGUFFile.warnings`, never through
+Python's warnings module (so `-W error` cannot turn them into failed loads).
 Not supported: GGUF v1 (u32 counts, 2023) and versions above 3; both are rejected by name.
 """
 
 from __future__ import annotations
 
+import logging
 import mmap
 import os
 import struct
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
@@ -60,8 +62,12 @@ TYPE_UINT32 = 4
 INT64_MAX = 2**63 - 1
 
 
+LOG = logging.getLogger("bitnet.gguf")
+
+
 class GGUFWarning(UserWarning):
-    """A recoverable problem in a GGUF file (the file still loads)."""
+    """A recoverable problem in a GGUF file (the file still loads). Kept for callers that
+    filter it; the reader and the repairs report through the `bitnet.gguf` logger instead."""
 
 
 @dataclass(frozen=True)
@@ -367,7 +373,7 @@ def parse(path: Union[str, os.PathLike]) -> GGUFFile:
     if not p.exists():
         raise ModelNotFoundError(f"model file not found: {p}")
     if p.is_dir():
-        raise GGUFError(f"{p} is a directory, not a GGUF file", field="path")
+        raise GGUFError(f"{p} is a directory, not a GGUF file")
     with open(p, "rb") as fh:
         size = os.fstat(fh.fileno()).st_size
         buf: Union[mmap.mmap, bytes] = (
@@ -428,7 +434,7 @@ def _parse_buffer(path: Path, buf: Union[mmap.mmap, bytes], size: int) -> GGUFFi
         tensors[name] = TensorInfo(name, type_id, shape, absolute, nbytes, info_at)
 
     for note in notes:
-        warnings.warn(f"{path.name}: {note}", GGUFWarning, stacklevel=3)
+        LOG.warning("%s: %s", path.name, note)
     return GGUFFile(path=path, version=version, byte_order=cur.order, alignment=alignment,
                     data_offset=data_offset, file_size=size, kv=kv, kv_types=kv_types,
                     tensors=tensors, warnings=notes, raw_kv=dict(kv), _buffer=buf)

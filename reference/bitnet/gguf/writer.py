@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import os
 import struct
-from pathlib import Path
-from typing import Any, BinaryIO, Dict, Iterable, Optional, Tuple, Union
+from typing import IO, Any, Callable, Dict, Iterable, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -25,6 +24,7 @@ from bitnet.gguf.reader import (
     GGUFFile,
     KVType,
 )
+from bitnet.safe_write import atomic_output
 
 _SCALAR_FORMATS = {"u1": "B", "i1": "b", "u2": "H", "i2": "h", "u4": "I", "i4": "i", "f4": "f",
                    "u8": "Q", "i8": "q", "f8": "d"}
@@ -87,31 +87,37 @@ def header_bytes(kv: Dict[str, Any], kv_types: Dict[str, KVType],
 
 def write_gguf(path: Union[str, os.PathLike], kv: Dict[str, Any], kv_types: Dict[str, KVType],
                tensors: Iterable[Tuple[str, Tuple[int, ...], int, Any]],
-               alignment: int = DEFAULT_ALIGNMENT) -> None:
-    """Write a little-endian GGUF v3 file. `tensors`: (name, ggml shape, type id, raw bytes)."""
+               alignment: int = DEFAULT_ALIGNMENT, *, inputs: Sequence[Union[str, os.PathLike]] = (),
+               on_tensor: Optional[Callable[[str], None]] = None) -> None:
+    """Write a little-endian GGUF v3 file. `tensors`: (name, ggml shape, type id, raw bytes).
+
+    Written through `bitnet.safe_write.atomic_output`: refused when `path` is one of `inputs`
+    or not a regular file; `path` is untouched unless the whole file was written.
+    `on_tensor(name)` is called after each tensor's bytes are written (progress)."""
     tensor_list = list(tensors)
     infos = [(name, shape, type_id, len(data)) for name, shape, type_id, data in tensor_list]
-    with open(path, "wb") as fh:
+    with atomic_output(path, inputs=inputs) as fh:
         fh.write(header_bytes(kv, kv_types, infos, alignment))
-        for _, _, _, data in tensor_list:
+        for name, _, _, data in tensor_list:
             _write_aligned(fh, data, alignment)
+            if on_tensor is not None:
+                on_tensor(name)
 
 
-def _write_aligned(fh: BinaryIO, data: bytes, alignment: int) -> None:
+def _write_aligned(fh: IO[bytes], data: bytes, alignment: int) -> None:
     fh.write(data)
     fh.write(b"\0" * (-len(data) % alignment))
 
 
 def write_repaired_copy(gf: GGUFFile, out: Union[str, os.PathLike],
-                        kv: Optional[Dict[str, Any]] = None) -> None:
-    """Write `gf` with its repaired metadata (or `kv`) to `out`; refuses to overwrite the input."""
-    out_path = Path(out)
-    if out_path.exists() and out_path.resolve() == gf.path.resolve():
-        raise ValueError(f"refusing to overwrite the input file {gf.path} in place")
+                        kv: Optional[Dict[str, Any]] = None,
+                        on_tensor: Optional[Callable[[str], None]] = None) -> None:
+    """Write `gf` with its repaired metadata (or `kv`) to `out`; refuses to overwrite the
+    input (UnsafeOutputError), also through a hard link or symlink."""
     values = dict(gf.kv if kv is None else kv)
     if gf.alignment != DEFAULT_ALIGNMENT or "general.alignment" in values:
         values["general.alignment"] = gf.alignment  # a clamped alignment is written as fixed
     types = {k: t for k, t in gf.kv_types.items() if k in values}
     types["general.alignment"] = KVType(4)
     tensors = [(t.name, t.shape, t.type_id, gf.tensor_bytes(t.name)) for t in gf.tensors.values()]
-    write_gguf(out_path, values, types, tensors, gf.alignment)
+    write_gguf(out, values, types, tensors, gf.alignment, inputs=[gf.path], on_tensor=on_tensor)

@@ -7,23 +7,29 @@
     bitnet quantize IN OUT --type T  quantize a GGUF file
     bitnet convert HF_DIR OUT        a Hugging Face BitNet checkpoint to GGUF
 
-Errors print one line and exit non-zero; never a traceback.
+Errors print one line and exit non-zero (1; 2 for usage errors and a missing extra); never a
+traceback. Commands that write a file never write over their input (bitnet.safe_write).
+Metadata repairs are logged on stderr when they change behaviour compared with llama.cpp
+(`-v`: also those that equal llama.cpp's defaults).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
-import warnings
 from typing import Any, Callable, Dict, Optional, Sequence
 
 import numpy as np
 
+from bitnet import __version__
 from bitnet.errors import BitNetError
 from bitnet.gguf import GGUFFile, load
 from bitnet.gguf.writer import write_repaired_copy
+from bitnet.tools.extras import EXIT_MISSING_EXTRA, missing_extra
+from bitnet.tools.progress import progress_bar, wanted
 
 ARRAY_PREVIEW = 8
 
@@ -57,7 +63,7 @@ def describe(gf: GGUFFile) -> Dict[str, Any]:
         "tensors": [{"name": t.name, "type": t.type_name, "shape": list(t.shape),
                      "bytes": t.nbytes, "offset": t.offset} for t in gf.tensors.values()],
         "fixes": [{"key": f.key, "old": _summarise(f.old), "new": _summarise(f.new),
-                   "reason": f.reason} for f in gf.fixes],
+                   "reason": f.reason, "as_llama_cpp": f.as_llama_cpp} for f in gf.fixes],
         "warnings": list(gf.warnings),
     }
 
@@ -74,16 +80,15 @@ def _print_text(info: Dict[str, Any]) -> None:
         print(f"  {t['name']:<40} {t['type']:<7} {str(t['shape']):<24} {t['bytes']} bytes")
     print(f"\nfixes applied ({len(info['fixes'])}):")
     for f in info["fixes"]:
-        print(f"  {f['key']}: {f['old']!r} -> {f['new']!r} ({f['reason']})")
+        same = "as llama.cpp" if f["as_llama_cpp"] else "differs from llama.cpp"
+        print(f"  {f['key']}: {f['old']!r} -> {f['new']!r} ({f['reason']}) [{same}]")
     print(f"\nwarnings ({len(info['warnings'])}):")
     for w in info["warnings"]:
         print(f"  {w}")
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # shown in the report instead
-        gf = load(args.file)
+    gf = load(args.file, quiet=True)  # the repairs are part of the output
     info = describe(gf)
     if args.json:
         json.dump(info, sys.stdout, indent=1, ensure_ascii=False, default=str)
@@ -94,10 +99,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_fix(args: argparse.Namespace) -> int:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        gf = load(args.input)
-    write_repaired_copy(gf, args.output)
+    from bitnet.safe_write import check_output
+
+    check_output(args.output, [args.input])  # refuse before reading anything
+    gf = load(args.input, quiet=True)  # each fix is printed below
+    with progress_bar("writing", len(gf.tensors), enabled=wanted(args.no_progress)) as advance:
+        write_repaired_copy(gf, args.output, on_tensor=advance)
     for fix in gf.fixes:
         print(f"fixed {fix}")
     print(f"wrote {args.output} ({len(gf.fixes)} fixes)")
@@ -121,15 +128,23 @@ def _delegate(name: str, argv: Sequence[str]) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bitnet", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("inspect", help="show a GGUF file's header, metadata, tensors and fixes")
-    p.add_argument("file")
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    parser = argparse.ArgumentParser(prog="bitnet", description=__doc__.splitlines()[0],
+                                     formatter_class=fmt)
+    parser.add_argument("--version", action="version", version=f"bitnet {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="also log metadata repairs that equal llama.cpp's defaults")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("inspect", help="show a GGUF file's header, metadata, tensors and fixes",
+                       formatter_class=fmt)
+    p.add_argument("file", help="GGUF file")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_inspect)
-    p = sub.add_parser("fix", help="write a repaired copy of a GGUF file")
-    p.add_argument("input")
-    p.add_argument("output")
+    p = sub.add_parser("fix", help="write a repaired copy of a GGUF file", formatter_class=fmt)
+    p.add_argument("input", help="GGUF file to read")
+    p.add_argument("output", help="GGUF file to write (never the input; replaced atomically)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (it is shown only on a terminal anyway)")
     p.set_defaults(func=cmd_fix)
     for name, (_, help_text) in DELEGATES.items():
         sub.add_parser(name, help=f"{help_text} (`bitnet {name} --help`)", add_help=False)
@@ -137,13 +152,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _guarded(command: str, call: Callable[[], int]) -> int:
-    """Run a subcommand: a one-line error and exit 1 for expected failures, never a traceback;
-    a reader that closed the pipe early (`bitnet inspect ... | head`) is not an error."""
+    """Run a subcommand: a one-line error and exit 1 for expected failures (2 for a missing
+    extra), never a traceback; a reader that closed the pipe early (`bitnet inspect ... |
+    head`) is not an error."""
     try:
         return int(call())
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error at exit
         return 0
+    except ImportError as exc:
+        extra = missing_extra(exc)
+        if extra is None:
+            raise
+        print(f"bitnet {command}: {extra}", file=sys.stderr)
+        return EXIT_MISSING_EXTRA
     except (BitNetError, OSError, ValueError) as exc:
         print(f"bitnet {command}: error: {exc}", file=sys.stderr)
         return 1
@@ -151,9 +173,25 @@ def _guarded(command: str, call: Callable[[], int]) -> int:
         return 130
 
 
+def _setup_logging(verbose: bool) -> None:
+    """Repairs and notes (the `bitnet` loggers) as `bitnet: message` lines on stderr."""
+    logger = logging.getLogger("bitnet")
+    if not any(getattr(h, "_bitnet_cli", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("bitnet: %(message)s"))
+        handler._bitnet_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO if verbose else logging.WARNING)
+    logger.propagate = False
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Entry point of the `bitnet` console script."""
+    """Entry point of the `bitnet` console script (and `python -m bitnet`)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = bool(argv) and argv[0] in ("-v", "--verbose")
+    if verbose:
+        argv = argv[1:]
+    _setup_logging(verbose)
     if argv and argv[0] in DELEGATES:
         return _guarded(argv[0], lambda: _delegate(argv[0], argv[1:]))
     args = build_parser().parse_args(argv)

@@ -55,6 +55,8 @@ from bitnet.gguf.fixes import detect_pre_tokenizer
 from bitnet.gguf.reader import KVType
 from bitnet.gguf.writer import write_gguf
 from bitnet.quants import quantize
+from bitnet.safe_write import atomic_output, check_output
+from bitnet.tools.progress import progress_bar, wanted
 from bitnet.tools.quantize import FILE_TYPES
 
 OUTTYPES = {"i2_s": GGMLType.I2_S, "tq2_0": GGMLType.TQ2_0, "tq1_0": GGMLType.TQ1_0, "f16": GGMLType.F16}
@@ -139,7 +141,7 @@ def write_safetensors(path: Union[str, os.PathLike], tensors: Dict[str, np.ndarr
         offset += len(blob)
     head = json.dumps(header).encode()
     head += b" " * (-len(head) % 8)
-    with open(path, "wb") as fh:
+    with atomic_output(path) as fh:
         fh.write(struct.pack("<Q", len(head)) + head)
         for b in blobs:
             fh.write(b)
@@ -491,9 +493,14 @@ def _hparams_kv(cfg: Dict[str, Any], arch: str, outtype: int, name: str) -> Dict
 
 
 def convert(hf_dir: Union[str, os.PathLike], out: Union[str, os.PathLike], *,
-            outtype: str = "i2_s") -> Path:
-    """Write the GGUF of the HF BitNet checkpoint in `hf_dir` to `out`; returns `out`."""
+            outtype: str = "i2_s", progress: bool = False) -> Path:
+    """Write the GGUF of the HF BitNet checkpoint in `hf_dir` to `out`; returns `out`.
+    `out` is written atomically and may not be a file of the checkpoint (UnsafeOutputError)."""
     src, dst = Path(hf_dir), Path(out)
+    if not src.is_dir():
+        raise ModelLoadError(f"{src} is not a directory (a Hugging Face checkpoint folder)")
+    inputs = [p for p in src.iterdir() if p.is_file()]
+    check_output(dst, inputs)  # refuse before the work starts
     if outtype.lower() not in OUTTYPES:
         raise UnsupportedError(f"outtype {outtype!r}: choose one of {', '.join(OUTTYPES)}")
     qtype = OUTTYPES[outtype.lower()]
@@ -508,21 +515,34 @@ def convert(hf_dir: Union[str, os.PathLike], out: Union[str, os.PathLike], *,
                 "tokenizer.ggml.scores": KVType(9, KVType(6)),
                 "general.file_type": KVType(4)}
     tensors = _hf_tensors(src)
-    write_gguf(dst, kv, kv_types, _weights(tensors, qtype))
+    total = sum(1 for n in tensors if _gguf_name(n) is not None)
+    with progress_bar("converting", total, enabled=progress) as advance:
+        def weights() -> Iterator[Tuple[str, Tuple[int, ...], int, bytes]]:
+            for item in _weights(tensors, qtype):
+                advance(item[0])
+                yield item
+
+        write_gguf(dst, kv, kv_types, weights(), inputs=inputs)
     return dst
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """`bitnet convert HF_DIR OUT.gguf [--outtype i2_s|tq2_0|f16]`."""
-    ap = argparse.ArgumentParser(prog="bitnet convert", description=(__doc__ or "").split("\n")[0])
-    ap.add_argument("hf_dir")
-    ap.add_argument("output")
-    ap.add_argument("--outtype", default="i2_s", choices=sorted(OUTTYPES))
+    """`bitnet convert HF_DIR OUT.gguf [--outtype i2_s|tq2_0|tq1_0|f16]`."""
+    ap = argparse.ArgumentParser(prog="bitnet convert", description=(__doc__ or "").split("\n")[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("hf_dir", help="Hugging Face checkpoint folder (config.json, *.safetensors)")
+    ap.add_argument("output", help="GGUF file to write (replaced atomically)")
+    ap.add_argument("--outtype", default="i2_s", choices=sorted(OUTTYPES),
+                    help="type of the ternary weight matrices")
+    ap.add_argument("--no-progress", action="store_true",
+                    help="no progress bar (it is shown only on a terminal anyway)")
     args = ap.parse_args(argv)
     try:
-        path = convert(args.hf_dir, args.output, outtype=args.outtype)
+        path = convert(args.hf_dir, args.output, outtype=args.outtype,
+                       progress=wanted(args.no_progress))
     except (BitNetError, OSError, KeyError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        what = f"missing config key {exc}" if isinstance(exc, KeyError) else str(exc)
+        print(f"bitnet convert: error: {what}", file=sys.stderr)
         return 1
     print(f"wrote {path}")
     return 0

@@ -57,6 +57,8 @@ from bitnet.gguf import load
 from bitnet.gguf.reader import DEFAULT_ALIGNMENT, KVType
 from bitnet.gguf.writer import header_bytes
 from bitnet.quants import dequantize, quantize
+from bitnet.safe_write import atomic_output, check_output
+from bitnet.tools.progress import progress_bar, wanted
 
 TARGET_TYPES: Tuple[str, ...] = (
     "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K",
@@ -104,13 +106,36 @@ class QuantizeReport:
         return [p for p in self.plans if p.note]
 
 
+# llama.cpp's file-type names (llama-quantize's QUANT_OPTIONS) that name a file we write
+# exactly: Q5_K_S has no per-layer mixture rule in llama-quant.cpp, so it is every eligible
+# tensor Q5_K, which is our Q5_K. The other _S/_M/_L names are per-layer mixtures.
+LLAMA_FTYPE_ALIASES: Dict[str, str] = {"Q5_K_S": "Q5_K"}
+LLAMA_FTYPE_MIXTURES: Dict[str, str] = {
+    "Q2_K_S": "Q2_K", "Q3_K_S": "Q3_K", "Q3_K_M": "Q3_K", "Q3_K_L": "Q3_K", "Q4_K_S": "Q4_K",
+    "Q4_K_M": "Q4_K", "Q5_K_M": "Q5_K"}
+
+
+def canonical_type(name: str) -> str:
+    """A --type value (any case; ggml type names and the llama.cpp file-type names that map
+    to a file we write) -> its name in TARGET_TYPES (or F32); UnsupportedError otherwise."""
+    key = name.strip().upper()
+    if key in TARGET_TYPES or key == "F32":
+        return key
+    if key in LLAMA_FTYPE_ALIASES:
+        return LLAMA_FTYPE_ALIASES[key]
+    if key in LLAMA_FTYPE_MIXTURES:
+        base = LLAMA_FTYPE_MIXTURES[key]
+        raise UnsupportedError(
+            f"{key} is llama.cpp's per-layer mixture of k-quants, which bitnet quantize does not "
+            f"reproduce; --type {base} makes every eligible tensor {base} (as llama-quantize "
+            "--pure)")
+    raise UnsupportedError(f"unknown or unsupported quantization type {name!r}; choose one of "
+                           f"{', '.join(TARGET_TYPES)} (or Q5_K_S)")
+
+
 def type_id(name: str) -> int:
-    """'q4_0' / 'Q4_0' -> 2; only the quantize targets (and F32) are accepted."""
-    key = name.upper()
-    if key not in TARGET_TYPES and key != "F32":
-        raise UnsupportedError(f"unknown quantization type {name!r}; choose one of "
-                               f"{', '.join(TARGET_TYPES)}")
-    return GGML_TYPES_BY_NAME[key].id
+    """'q4_0' / 'Q4_0' / 'Q5_K_S' -> the ggml type id; only what quantize writes (and F32)."""
+    return int(GGML_TYPES_BY_NAME[canonical_type(name)].id)
 
 
 # ---------------------------------------------------------------------------------------
@@ -295,8 +320,7 @@ def quantize_file(src: Union[str, os.PathLike], dst: Union[str, os.PathLike], qt
     worst tensor) when a ternary target meets weights that were not ternary-trained.
     """
     src_path, dst_path = Path(src), Path(dst)
-    if dst_path.exists() and dst_path.resolve() == src_path.resolve():
-        raise BitNetError(f"refusing to overwrite the input file {src_path} in place")
+    check_output(dst_path, [src_path])  # refuse before the (possibly long) work starts
     target = type_id(qtype)
     gf = load(src_path)
     plans = plan_tensors(list(gf.tensors.values()), target,
@@ -312,13 +336,7 @@ def quantize_file(src: Union[str, os.PathLike], dst: Union[str, os.PathLike], qt
         kv_types["general.alignment"] = KVType(4)
     head, sizes = _header(kv, kv_types, plans, alignment)
     report = QuantizeReport(plans=plans, in_bytes=src_path.stat().st_size)
-    tmp = dst_path.with_name(dst_path.name + ".part")
-    try:
-        _write_tensors(gf, tmp, head, plans, sizes, alignment, report, progress, bitnet_ternarize)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, dst_path)
+    _write_tensors(gf, dst_path, head, plans, sizes, alignment, report, progress, bitnet_ternarize)
     report.out_bytes = dst_path.stat().st_size
     if report.non_ternary:
         name, err = max(report.non_ternary, key=lambda r: r[1])
@@ -330,17 +348,15 @@ def quantize_file(src: Union[str, os.PathLike], dst: Union[str, os.PathLike], qt
     return report
 
 
-def _write_tensors(gf: Any, tmp: Path, head: bytes, plans: Sequence[TensorPlan],
+def _write_tensors(gf: Any, dst: Path, head: bytes, plans: Sequence[TensorPlan],
                    sizes: Sequence[int], alignment: int, report: QuantizeReport,
                    progress: bool, bitnet_ternarize: bool) -> None:
-    """The header, then one tensor at a time: only one tensor's data is ever in memory."""
-    from rich.progress import Progress  # imported here: the library path needs no rich
-
-    with open(tmp, "wb") as fh, Progress(disable=not progress, transient=True) as bar:
-        task = bar.add_task("quantizing", total=len(plans))
+    """The header, then one tensor at a time: only one tensor's data is ever in memory.
+    Written through atomic_output: `dst` is replaced only by a complete file."""
+    with atomic_output(dst, inputs=[gf.path]) as fh, \
+            progress_bar("quantizing", len(plans), enabled=progress) as advance:
         fh.write(head)
         for plan, nbytes in zip(plans, sizes):
-            bar.update(task, description=f"{plan.name} -> {GGML_TYPES[plan.dst_type].name}")
             out, err = _convert_tensor(gf.tensor_bytes(plan.name), plan, bitnet_ternarize)
             if out.nbytes != nbytes:  # a bug, not bad input: sizes come from the type table
                 raise AssertionError(f"{plan.name}: wrote {out.nbytes} bytes, planned {nbytes}")
@@ -349,22 +365,38 @@ def _write_tensors(gf: Any, tmp: Path, head: bytes, plans: Sequence[TensorPlan],
             fh.write(out.tobytes())
             fh.write(b"\0" * (-nbytes % alignment))
             del out
-            bar.advance(task)
+            advance(f"{plan.name} -> {GGML_TYPES[plan.dst_type].name}")
+
+
+def _type_arg(name: str) -> str:
+    try:
+        return canonical_type(name)
+    except UnsupportedError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="bitnet quantize", description=(__doc__ or "").split("\n")[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("input", help="GGUF file to read")
+    ap.add_argument("output", help="GGUF file to write (never the input; replaced atomically)")
+    ap.add_argument("--type", required=True, type=_type_arg, metavar="TYPE",
+                    help=f"target tensor type, any case: {', '.join(TARGET_TYPES)}; llama.cpp's "
+                         "Q5_K_S is accepted (the same file), its mixtures (Q4_K_M ...) are not")
+    ap.add_argument("--output-type", type=_type_arg, default=None, metavar="TYPE",
+                    help="type of output.weight (default: llama.cpp's rule)")
+    ap.add_argument("--embeddings-type", type=_type_arg, default=None, metavar="TYPE",
+                    help="type of token_embd.weight (default: llama.cpp's rule)")
+    ap.add_argument("--no-ternarize", action="store_true",
+                    help="ternary types: skip BitNet absmean ternarization (llama.cpp's way)")
+    ap.add_argument("--no-progress", action="store_true",
+                    help="no progress bar (it is shown only on a terminal anyway)")
+    return ap
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     """`bitnet quantize IN.gguf OUT.gguf --type T [--output-type T2] [--embeddings-type T3]`."""
-    ap = argparse.ArgumentParser(prog="bitnet quantize", description=(__doc__ or "").split("\n")[0])
-    ap.add_argument("input")
-    ap.add_argument("output")
-    ap.add_argument("--type", required=True, choices=[t.lower() for t in TARGET_TYPES]
-                    + list(TARGET_TYPES), help="target tensor type")
-    ap.add_argument("--output-type", help="type of output.weight (default: llama.cpp's rule)")
-    ap.add_argument("--embeddings-type", help="type of token_embd.weight")
-    ap.add_argument("--no-ternarize", action="store_true",
-                    help="ternary types: skip BitNet absmean ternarization (llama.cpp's way)")
-    ap.add_argument("--no-progress", action="store_true")
-    args = ap.parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", NonTernaryWarning)
@@ -372,9 +404,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                                    output_type=args.output_type,
                                    embeddings_type=args.embeddings_type,
                                    bitnet_ternarize=not args.no_ternarize,
-                                   progress=not args.no_progress and sys.stderr.isatty())
+                                   progress=wanted(args.no_progress))
     except (BitNetError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"bitnet quantize: error: {exc}", file=sys.stderr)
         return 1
     for w in caught:
         if issubclass(w.category, NonTernaryWarning):
