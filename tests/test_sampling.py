@@ -23,6 +23,8 @@ from hypothesis import strategies as st
 
 from bitnet import sampling as S
 from bitnet.sampling import TokenDataArray
+from bitnet.sampling.glibc import LIBM
+from bitnet.sampling.libstdcxx import cxx_sort, partial_sort
 
 EXAMPLES = int(os.environ.get("BITNET_HYPOTHESIS_EXAMPLES", "20"))
 SETTINGS = settings(
@@ -287,12 +289,12 @@ def test_libstdcxx_sort_emulation_sorts() -> None:
     for n in (0, 1, 2, 3, 16, 17, 100, 1000):
         keys = rng.integers(0, 10, n).astype(float).tolist()
         a = list(range(n))
-        S._cxx_sort(a, 0, n, [-v for v in keys])  # ascending = descending on -key
+        cxx_sort(a, 0, n, [-v for v in keys])  # ascending = descending on -key
         assert sorted(a) == list(range(n))
         assert [keys[i] for i in a] == sorted(keys)
         for middle in {0, min(n, 1), n // 2, n} - {0}:
             b = list(range(n))
-            S._partial_sort(b, 0, middle, n, keys)
+            partial_sort(b, 0, middle, n, keys)
             assert [keys[i] for i in b[:middle]] == sorted(keys, reverse=True)[:middle]
             assert sorted(b) == list(range(n))
 
@@ -339,7 +341,7 @@ def test_expf_is_glibc_expf() -> None:
             [0.0, -0.0, -np.inf, 88.72283, 88.72284, -87.33655, -103.97208, -103.97209],
         ]
     ).astype(np.float32)
-    libm = S._LIBM
+    libm = LIBM
     assert libm is not None
     want = np.array([libm.expf(v) for v in x.tolist()], dtype=np.float32)
     got = S.expf(x)
