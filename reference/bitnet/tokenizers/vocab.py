@@ -278,27 +278,40 @@ class Vocab:
                 f"tokenizer model {model!r}{known} is not supported; supported: "
                 f"{', '.join(SUPPORTED_MODEL_TYPES)}"
             )
-        vtype = MODEL_TYPES[model]
-        pre = str(kv.get(K + "pre") or "")
         tokens_raw = kv.get(K + "tokens")
         if not isinstance(tokens_raw, list):
             raise UnsupportedError("cannot find tokenizer vocab in model file")
-
         v = cls(
             model=model,
-            type=vtype,
-            pre=pre,
+            type=MODEL_TYPES[model],
+            pre=str(kv.get(K + "pre") or ""),
             pre_type="default",
             tokens=[],
             scores=[],
             attrs=[],
             token_to_id={},
         )
+        v._type_defaults(kv)
+        v._text_flags(kv)
+        v._load_tokens(kv, tokens_raw)
+        v._load_special_ids(kv)
+        v._detect_specials()
+        v._build_eog()
+        v.special_tokens = sorted(
+            (i for i in range(v.n_tokens)
+             if v.attrs[i] & (ATTR_CONTROL | ATTR_USER_DEFINED | ATTR_UNKNOWN)),
+            key=lambda i: -len(_text_bytes(v.tokens[i])),
+        )
+        v._per_model_attrs(kv)
+        return v
+
+    def _type_defaults(self, kv: Dict[str, Any]) -> None:
+        """The vocab type's default special ids, UGM's charsmap, BPE's merges."""
         null = None
-        if vtype == "spm":
-            v.bos_id, v.eos_id, v.unk_id = 1, 2, 0
-        elif vtype == "wpm":
-            v.bos_id, v.eos_id, v.unk_id, v.sep_id, v.pad_id, v.mask_id = (
+        if self.type == "spm":
+            self.bos_id, self.eos_id, self.unk_id = 1, 2, 0
+        elif self.type == "wpm":
+            self.bos_id, self.eos_id, self.unk_id, self.sep_id, self.pad_id, self.mask_id = (
                 101,
                 null,
                 100,
@@ -306,16 +319,16 @@ class Vocab:
                 0,
                 103,
             )
-            v.add_sep = True
-        elif vtype == "ugm":
-            v.bos_id, v.eos_id, v.unk_id, v.pad_id = null, 1, 2, 0
+            self.add_sep = True
+        elif self.type == "ugm":
+            self.bos_id, self.eos_id, self.unk_id, self.pad_id = null, 1, 2, 0
             pcm = kv.get(K + "precompiled_charsmap")
             if pcm is not None:
-                v.precompiled_charsmap = bytes(bytearray(int(x) & 0xFF for x in pcm))
-        elif model == "gpt2":
-            v.bos_id, v.eos_id = 11, 11
+                self.precompiled_charsmap = bytes(bytearray(int(x) & 0xFF for x in pcm))
+        elif self.model == "gpt2":
+            self.bos_id, self.eos_id = 11, 11
         # gemma4: all special ids default to none
-        if model in ("gpt2", "gemma4"):
+        if self.model in ("gpt2", "gemma4"):
             merges = kv.get(K + "merges")
             if merges is None:
                 raise UnsupportedError("cannot find tokenizer merges in model file")
@@ -324,14 +337,17 @@ class Vocab:
                 pos = word.find(" ", 1)
                 pair = (word[:pos], word[pos + 1 :]) if pos >= 0 else ("", "")
                 ranks.setdefault(pair, i)  # std::unordered_map::emplace keeps the first
-            v.merges = ranks
-        if model == "gemma4":
-            pre = v.pre = "gemma4"
+            self.merges = ranks
+        if self.model == "gemma4":
+            self.pre = "gemma4"
 
-        if vtype == "bpe":
-            v.add_space_prefix = False
-            v.escape_whitespaces = False
-            v.clean_spaces = True
+    def _text_flags(self, kv: Dict[str, Any]) -> None:
+        """The vocab type's (BPE: the pre-tokenizer's) text flags, then the file's keys."""
+        if self.type == "bpe":
+            self.add_space_prefix = False
+            self.escape_whitespaces = False
+            self.clean_spaces = True
+            pre = self.pre
             if not pre:
                 spec = P.PRE_TOKENIZERS["default"]  # llama.cpp warns and uses 'default'
             elif pre in P.PRE_TOKENIZERS:
@@ -341,34 +357,40 @@ class Vocab:
                     f"pre-tokenizer {pre!r} is not supported; supported: "
                     f"{', '.join(P.SUPPORTED_PRE_TOKENIZERS)}"
                 )
-            v.pre_type = spec.type
+            self.pre_type = spec.type
             for name, value in spec.overrides.items():
                 if name == "special_bos_id":
-                    v.bos_id = None
+                    self.bos_id = None
                 elif name == "add_sep":
-                    v.add_sep = bool(value)
+                    self.add_sep = bool(value)
                 else:
-                    setattr(v, name, value)
-        elif vtype == "spm":
-            v.add_space_prefix, v.clean_spaces, v.add_bos, v.add_eos = True, False, True, False
-        elif vtype == "wpm":
-            v.add_space_prefix, v.clean_spaces, v.add_bos, v.add_eos, v.add_sep = (
+                    setattr(self, name, value)
+        elif self.type == "spm":
+            self.add_space_prefix, self.clean_spaces, self.add_bos, self.add_eos = (
+                True,
+                False,
+                True,
+                False,
+            )
+        elif self.type == "wpm":
+            self.add_space_prefix, self.clean_spaces, self.add_bos, self.add_eos, self.add_sep = (
                 False,
                 True,
                 True,
                 False,
                 True,
             )
-        elif vtype == "ugm":
-            v.add_bos, v.add_eos = False, True
+        elif self.type == "ugm":
+            self.add_bos, self.add_eos = False, True
         if K + "add_space_prefix" in kv:
-            v.add_space_prefix = bool(kv[K + "add_space_prefix"])
+            self.add_space_prefix = bool(kv[K + "add_space_prefix"])
         if K + "remove_extra_whitespaces" in kv:
-            v.remove_extra_whitespaces = bool(kv[K + "remove_extra_whitespaces"])
+            self.remove_extra_whitespaces = bool(kv[K + "remove_extra_whitespaces"])
         if K + "byte_fallback" in kv:
-            v.byte_fallback = bool(kv[K + "byte_fallback"])
+            self.byte_fallback = bool(kv[K + "byte_fallback"])
 
-        # tokens, scores, attributes
+    def _load_tokens(self, kv: Dict[str, Any], tokens_raw: List[str]) -> None:
+        """Token texts, scores and attributes."""
         n = len(tokens_raw)
         scores = kv.get(K + "scores")
         if scores is not None and len(scores) < n:
@@ -383,51 +405,45 @@ class Vocab:
             if word == "":
                 word = f"[EMPTY_{i}]"
             toks.append(word)
-        v.tokens = toks
-        v.scores = score_list
-        v.token_to_id = {t: i for i, t in enumerate(toks)}
-        if len(v.token_to_id) != n:
+        self.tokens = toks
+        self.scores = score_list
+        self.token_to_id = {t: i for i, t in enumerate(toks)}
+        if len(self.token_to_id) != n:
             raise UnsupportedError("duplicate token texts in the vocabulary (llama.cpp asserts)")
-        v.max_token_len = max((len(_text_bytes(t)) for t in toks), default=0)
+        self.max_token_len = max((len(_text_bytes(t)) for t in toks), default=0)
         if type_list is None:
-            v.attrs = [ATTR_NORMAL] * n
+            self.attrs = [ATTR_NORMAL] * n
         else:
-            v.attrs = [_TYPE_TO_ATTR.get(t, ATTR_UNDEFINED) for t in type_list]
+            self.attrs = [_TYPE_TO_ATTR.get(t, ATTR_UNDEFINED) for t in type_list]
 
-        # special ids: defaults out of range are disabled, then the file's keys
+    def _load_special_ids(self, kv: Dict[str, Any]) -> None:
+        """Special ids (defaults out of range are disabled, then the file's keys), add_* flags,
+        the BERT normalizer flags."""
+        n = self.n_tokens
         for key, attr in _SPECIAL_KEYS:
-            cur = getattr(v, attr)
+            cur = getattr(self, attr)
             if cur is not None and cur >= n:
-                setattr(v, attr, None)
+                setattr(self, attr, None)
                 cur = None
             if K + key not in kv:
                 continue
             new_id = int(kv[K + key]) & 0xFFFFFFFF  # read as uint32
             if new_id < n:
-                setattr(v, attr, new_id)
+                setattr(self, attr, new_id)
         for key, attr in (
             ("add_bos_token", "add_bos"),
             ("add_eos_token", "add_eos"),
             ("add_sep_token", "add_sep"),
         ):
             if K + key in kv:
-                setattr(v, attr, bool(kv[K + key]))
-        if v.pre_type == "gemma4" and not v.add_bos:
-            v.add_bos = True  # llama.cpp's Gemma 4 override
+                setattr(self, attr, bool(kv[K + key]))
+        if self.pre_type == "gemma4" and not self.add_bos:
+            self.add_bos = True  # llama.cpp's Gemma 4 override
         if K + "normalizer.lowercase" in kv:
-            v.lowercase = bool(kv[K + "normalizer.lowercase"])
-        v.strip_accents = v.lowercase
+            self.lowercase = bool(kv[K + "normalizer.lowercase"])
+        self.strip_accents = self.lowercase
         if K + "normalizer.strip_accents" in kv:
-            v.strip_accents = bool(kv[K + "normalizer.strip_accents"])
-
-        v._detect_specials()
-        v._build_eog()
-        v.special_tokens = sorted(
-            (i for i in range(n) if v.attrs[i] & (ATTR_CONTROL | ATTR_USER_DEFINED | ATTR_UNKNOWN)),
-            key=lambda i: -len(_text_bytes(toks[i])),
-        )
-        v._per_model_attrs(kv)
-        return v
+            self.strip_accents = bool(kv[K + "normalizer.strip_accents"])
 
     def _force_control(self, tid: int) -> None:
         self.attrs[tid] |= ATTR_CONTROL
