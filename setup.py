@@ -1,26 +1,51 @@
-"""Build hook for the optional C kernels of bitnet_kernels; all metadata is in pyproject.toml.
+"""Build hook for the optional C kernels of bitnet_kernels; the metadata is in pyproject.toml
+(the license is set here: its field changed form in setuptools 77, which Python 3.8 lacks).
 
 The extension is optional: when cffi is missing or compiling fails (no compiler, odd
 platform) the install still succeeds with ONE warning, and `bitnet_kernels.available()`
-reports False with the reason, so the numpy reference is used.
+reports False with the reason, so the numpy reference is used. Such a build:
+
+* says so where the user sees it: pip hides a successful build's output unless `-v`, so the
+  warning also goes to the controlling terminal (/dev/tty) when there is one;
+* is tagged `py3-none-nokernels`, a platform tag no installer supports, so pip's wheel cache
+  never hands this wheel out again: once a compiler is there, the next install builds anew
+  and gets the kernels (pip installs the wheel it just built without checking its tag).
+
+A build with the kernels is tagged `cp38-abi3-<platform>` (the extension uses the stable
+ABI): one wheel per platform serves Python 3.8 to 3.13.
 """
 
+import os
 import sys
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
+import setuptools
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
+try:
+    from setuptools.command.bdist_wheel import bdist_wheel
+except ImportError:  # setuptools < 70.1 ships it in the wheel package
+    from wheel.bdist_wheel import bdist_wheel  # type: ignore[no-redef]
+
+NO_KERNELS_PLATFORM = "nokernels"
 _warned: List[BaseException] = []
 
 
 def _warn(err: BaseException) -> None:
-    if not _warned:
-        _warned.append(err)
-        sys.stderr.write(
-            "WARNING: bitnet-compat: building the optional C kernels (bitnet_kernels) failed: "
-            f"{type(err).__name__}: {str(err).rstrip('.')}. The pure-numpy reference backend will be used.\n"
-        )
+    if _warned:
+        return
+    _warned.append(err)
+    message = (
+        "WARNING: bitnet-compat: building the optional C kernels (bitnet_kernels) failed: "
+        f"{type(err).__name__}: {str(err).rstrip('.')}. The pure-numpy reference backend "
+        "will be used (much slower); install a C compiler and reinstall to get the kernels.\n")
+    sys.stderr.write(message)
+    try:  # pip shows a successful build's stderr only with -v: tell the terminal directly
+        with open("/dev/tty", "w") as tty:
+            tty.write(message)
+    except OSError:
+        pass
 
 
 class OptionalBuildExt(build_ext):
@@ -39,12 +64,35 @@ class OptionalBuildExt(build_ext):
             _warn(e)
 
 
-kwargs: Dict[str, Any] = {"cmdclass": {"build_ext": OptionalBuildExt}}
-try:
-    import cffi  # noqa: F401  (the cffi_modules keyword below is cffi's setuptools plugin)
+class KernelAwareBdistWheel(bdist_wheel):  # type: ignore[misc, valid-type]
+    """cp38-abi3 with the kernels; an uncacheable `py3-none-nokernels` without them."""
 
-    kwargs["cffi_modules"] = ["optimized/bitnet_kernels/build_kernels.py:ffibuilder"]
-except ImportError as e:
-    _warn(e)
+    def finalize_options(self) -> None:
+        if not self.py_limited_api:
+            self.py_limited_api = "cp38"
+        super().finalize_options()
+
+    def get_tag(self) -> Tuple[str, str, str]:
+        if _warned:
+            return "py3", "none", NO_KERNELS_PLATFORM
+        return tuple(super().get_tag())  # type: ignore[return-value]
+
+
+kwargs: Dict[str, Any] = {"cmdclass": {"build_ext": OptionalBuildExt,
+                                       "bdist_wheel": KernelAwareBdistWheel}}
+_setuptools_major = int(setuptools.__version__.split(".")[0])
+if _setuptools_major >= 77:  # PEP 639 (Python >= 3.9 build environments)
+    kwargs.update(license_expression="MIT", license_files=["LICENSE"])
+else:
+    kwargs.update(license="MIT", license_files=["LICENSE"])
+if os.environ.get("BITNET_NO_KERNELS"):  # build without the C kernels (tests, packagers)
+    _warn(RuntimeError("BITNET_NO_KERNELS is set"))
+else:
+    try:
+        import cffi  # noqa: F401  (the cffi_modules keyword below is cffi's setuptools plugin)
+
+        kwargs["cffi_modules"] = ["optimized/bitnet_kernels/build_kernels.py:ffibuilder"]
+    except ImportError as e:
+        _warn(e)
 
 setup(**kwargs)

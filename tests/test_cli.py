@@ -188,3 +188,19 @@ def test_fetch_and_the_writers_need_no_rich() -> None:
                                    module="bitnet_harness.cli"))
     assert res.returncode == 0, res.stderr
     assert "corpora up to date" in res.stdout
+
+
+def test_the_runtime_imports_nothing_of_the_harness_extra() -> None:
+    """Every module of bitnet and bitnet_kernels imports with the harness extra's packages
+    (rich, gguf, pytest, hypothesis, llama-cpp-python, tiktoken) unimportable, as in
+    `pip install bitnet-compat` (the server's modules need only the server extra)."""
+    code = ("import importlib, pkgutil, bitnet, bitnet_kernels\n"
+            "names = [m.name for p in (bitnet, bitnet_kernels) for m in pkgutil.walk_packages("
+            "p.__path__, p.__name__ + '.') if not m.name.endswith('__main__')]\n"
+            "for n in names: importlib.import_module(n)\n"
+            "print(len(names))\n")
+    blocked = {"rich", "gguf", "pytest", "hypothesis", "llama_cpp", "tiktoken", "_pytest", "xdist"}
+    res = _run("-c", _BLOCK.format(blocked=blocked, argv=["x"], module="runpy").replace(
+        "runpy.run_module('runpy', run_name='__main__')\n", code))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert int(res.stdout.split()[-1]) > 50
