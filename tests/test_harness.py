@@ -420,3 +420,21 @@ def test_gguf_regression_case_raises_only_gguf_error(case: Path) -> None:
     from bitnet_harness.fuzz import replay_gguf
 
     assert replay_gguf(case) is None
+
+
+@pytest.mark.llamacpp
+def test_llama_cpp_log_is_captured_in_harness_runs(capfd: pytest.CaptureFixture[str]) -> None:
+    """The runner's own phases (metrics, campaigns) create llama.cpp oracles outside pytest:
+    llama.cpp's C-level log goes to the capture (shown only when a phase fails)."""
+    import llama_cpp
+
+    from bitnet_harness.corpora import SMOLLM2, corpus_path
+    from bitnet_harness.runner import native_log_captured
+
+    capfd.readouterr()
+    with native_log_captured() as log:
+        llm = llama_cpp.Llama(model_path=str(corpus_path(SMOLLM2)), n_ctx=64, verbose=True)
+        llm.close()
+    out, err = capfd.readouterr()
+    assert err == ""
+    assert "llama_model_loader" in log() or "llama_context" in log()

@@ -13,6 +13,8 @@ files must raise only GGUFError) in seeded batches until the budget (`--time-bud
 default 30 s quick, 600 s full; 0 runs nothing) is spent. A finding is a failed check of
 its contract (`fuzz::tokenizers[<vocab>]`, `fuzz::gguf`), shrunk and saved under
 corpora/regressions/. Faults injected with --inject-fault apply to the pytest checks only.
+llama.cpp's own log (and anything else on stderr) during the metrics and the campaigns is
+captured and shown only when they fail; pytest shows the suite's likewise (on failure).
 
 summary.json schema (version 2; the fields after "contracts" may be absent in a run that did
 not compute them, e.g. a run restricted to TESTS):
@@ -52,14 +54,16 @@ NMSE = sum((ours - ref)^2) / sum(ref^2) (llama.cpp's test-backend-ops metric).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from rich.console import Console
 from rich.table import Table
@@ -155,8 +159,14 @@ def run(quick: bool = True, report_dir: Optional[str] = None, seed: int = 0,
     say = (lambda msg: None) if quiet else (lambda msg: print(f"bitnet-compat: {msg}", flush=True))
     extra: Dict[str, Any] = {}
     if with_metrics:
-        extra["differential"] = _differential(quick, impls, say)
-    extra["budget"], extra["bench"] = _budgeted(quick, impls, seed, budget, say)
+        with native_log_captured() as llama_log:
+            extra["differential"] = _differential(quick, impls, say)
+        if "error" in extra["differential"]:
+            _show_log("differential metrics", llama_log())
+    with native_log_captured() as llama_log:
+        extra["budget"], extra["bench"] = _budgeted(quick, impls, seed, budget, say)
+    if any("error" in c or c.get("mismatches") for c in extra["budget"]["campaigns"].values()):
+        _show_log("campaigns", llama_log())
     campaigns = extra["budget"]["campaigns"]
     for name, entry in campaigns.get("tokenizers", {}).get("vocabs", {}).items():
         if entry["cases"]:
@@ -179,6 +189,41 @@ def run(quick: bool = True, report_dir: Optional[str] = None, seed: int = 0,
         print(f"report: {out}")
     # pytest exit codes above 1 (interrupted, internal error, no tests) fail the run too
     return 1 if summary["totals"]["failed"] or proc.returncode != 0 else 0
+
+
+@contextlib.contextmanager
+def native_log_captured() -> Iterator[Callable[[], str]]:
+    """While the block runs, file descriptor 2 and sys.stderr (where llama.cpp's C code and
+    llama-cpp-python's log callback write, e.g. "n_ctx_seq (512) > n_ctx_train (0)") go to a
+    temporary file; yields a function that
+    returns what was captured, so a caller shows it only when something failed."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    captured = tempfile.TemporaryFile(mode="w+b")
+    text = [""]
+    as_text = open(captured.fileno(), "w", encoding="utf-8", errors="replace", buffering=1,
+                   closefd=False)
+    try:
+        os.dup2(captured.fileno(), 2)
+        with contextlib.redirect_stderr(as_text):  # llama-cpp-python logs through sys.stderr
+            yield lambda: text[0]
+    finally:
+        as_text.close()
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        captured.seek(0)
+        text[0] = captured.read().decode("utf-8", "replace")
+        captured.close()
+
+
+def _show_log(what: str, log: str, tail: int = 60) -> None:
+    """The last lines of a captured native log, after a failure in `what`."""
+    lines = log.rstrip().splitlines()
+    if lines:
+        print(f"bitnet-compat: {what} failed; the last {min(tail, len(lines))} lines of their "
+              "log (llama.cpp's included):", file=sys.stderr)
+        print("\n".join(lines[-tail:]), file=sys.stderr)
 
 
 def _differential(quick: bool, impls: Sequence[str], say: Callable[[str], None]
