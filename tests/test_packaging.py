@@ -33,7 +33,7 @@ SDIST_MUST_HOLD = [
     "optimized/qemu_aarch64_selftest.sh", "harness/bitnet_harness/corpora_manifest.json",
     "reference/bitnet/ffi/include/bitnet_ffi.h", "optimized/bitnet_kernels/build_kernels.py",
 ]
-RUNTIME_REQUIRES = {"numpy", "regex", "jinja2", "cffi"}
+RUNTIME_REQUIRES = {"numpy", "regex", "jinja2", "cffi", "typing-extensions"}
 
 
 def _env() -> Dict[str, str]:

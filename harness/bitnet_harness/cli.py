@@ -39,6 +39,11 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from bitnet.tools.extras import MissingExtraError, missing_modules
+
+    missing = missing_modules(("rich", "pytest", "xdist", "hypothesis"))
+    if missing:  # the run is the test suite: it needs the [test] extra
+        raise MissingExtraError(missing[0], "test")
     from bitnet_harness.runner import run
 
     impls = [i.strip() for i in args.impl.split(",") if i.strip()]
