@@ -127,12 +127,16 @@ def server_b(tmp_path_factory: pytest.TempPathFactory, tiny_path: str) -> Iterat
 
 @pytest.fixture(scope="module")
 def tiny(tiny_path: str) -> Llama:
-    return Llama(model_path=tiny_path, n_ctx=TINY_CTX, embedding=True, verbose=False)
+    """The server's settings in-process: logits_all (the server's default, as llama-cpp-python's)
+    and mean pooling (the server's choice for a file that declares none)."""
+    return Llama(
+        model_path=tiny_path, n_ctx=TINY_CTX, embedding=True, pooling_type=1, logits_all=True, verbose=False
+    )
 
 
 @pytest.fixture(scope="module")
 def smol(smol_path: str) -> Llama:
-    return Llama(model_path=smol_path, n_ctx=512, verbose=False)
+    return Llama(model_path=smol_path, n_ctx=512, logits_all=True, verbose=False)
 
 
 def _client(srv: Server, key: str = API_KEY) -> Any:
@@ -214,17 +218,26 @@ def test_chat_equals_python_api(server_a: Server, smol: Llama, stream: bool) -> 
 
 def test_embeddings_equal_python_api(server_a: Server, tiny: Llama) -> None:
     inputs = ["hello world", "a second text"]
-    got = _client(server_a).embeddings.create(model="tiny", input=inputs)
+    got = _client(server_a).embeddings.create(model="tiny", input=inputs, encoding_format="float")
     want = tiny.create_embedding(inputs)
-    # the synthetic model's pooling is NONE, so each embedding is a list of per-token rows;
-    # compare the raw JSON (the openai client's typed model assumes flat vectors)
-    raw = httpx.post(
-        server_a.base + "/v1/embeddings", json={"model": "tiny", "input": inputs},
-        headers={"Authorization": f"Bearer {API_KEY}"}, timeout=60,
-    ).json()  # fmt: skip
-    assert [d["embedding"] for d in raw["data"]] == [d["embedding"] for d in want["data"]]
-    assert raw["usage"] == want["usage"]
-    assert len(got.data) == len(inputs)
+    # the synthetic model declares no pooling: the server mean-pools (one vector per input)
+    assert [d.embedding for d in got.data] == [d["embedding"] for d in want["data"]]
+    assert got.usage.prompt_tokens == want["usage"]["prompt_tokens"]
+
+
+def test_routing_by_alias_and_path(server_a: Server, tiny_path: str, smol_path: str) -> None:
+    """Several models: routed by alias or path; an unknown name is a 404 (with one model any
+    name is served: tests/test_server_openai.py)."""
+    client = _client(server_a)
+    by_alias = client.completions.create(model="smol", prompt="Hi", max_tokens=3, temperature=0)
+    by_path = client.completions.create(model=smol_path, prompt="Hi", max_tokens=3, temperature=0)
+    assert by_alias.choices[0].text == by_path.choices[0].text and by_path.model == smol_path
+    tiny_text = client.completions.create(model=tiny_path, prompt="Hi", max_tokens=3, temperature=0)
+    assert tiny_text.choices[0].text != by_alias.choices[0].text
+    with pytest.raises(openai.NotFoundError):
+        client.completions.create(model="gpt-3.5-turbo", prompt="Hi", max_tokens=3)
+    raw = _post(server_a, "/v1/completions", {"prompt": "Hi", "max_tokens": 2}).json()
+    assert raw["model"] == "tiny"  # no name: the first model, answered under its alias
 
 
 def test_models_list(server_a: Server) -> None:
@@ -439,8 +452,9 @@ def test_settings_sources_and_exit_codes(
 def test_huge_max_tokens_stops_at_the_context(server_a: Server) -> None:
     """max_tokens far beyond the context: generation ends at the context with 'length' (as
     llama-cpp-python does), the server stays up."""
-    r = _post(server_a, "/v1/completions", {"model": "tiny", "prompt": "hi", "max_tokens": 10**9,
-                                             "temperature": 0})
+    r = _post(
+        server_a, "/v1/completions", {"model": "tiny", "prompt": "hi", "max_tokens": 10**9, "temperature": 0}
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["choices"][0]["finish_reason"] == "length"

@@ -1,10 +1,12 @@
-"""Slots: N `Llama` instances of one model, handed out one request at a time.
+"""The slots of one served model: `parallel` Llama instances (each its own context, see
+`bitnet.server.slots`) and a bounded wait queue. `acquire` waits for a free slot (FIFO), or
+raises `QueueFullError` at once when `queue_size` requests are already waiting; a waiter
+cancelled while queued (its client left) leaves the queue. All state is touched from the
+event loop only (acquire/release are not thread-safe, on purpose: no lock needed).
 
-llama-cpp-python's server serializes every request on one context behind one lock. Here a
-model has `parallel` slots (each a `Llama` with its own context and KV cache over the same
-mmapped file) and a bounded wait queue; `acquire` waits for a free slot, or raises
-`QueueFullError` at once when `queue_size` requests are already waiting. All state is touched
-from the event loop only (acquire/release are not thread-safe, on purpose: no lock needed).
+Each slot keeps its evaluated tokens between requests, so a request whose prompt starts like
+the slot's previous one skips that prefix (llama-cpp-python's prefix matching): the prompt
+cache is per slot and per server process.
 """
 
 from __future__ import annotations
@@ -23,10 +25,10 @@ class QueueFullError(Exception):
 class ModelPool:
     """The slots of one model (see the module docstring)."""
 
-    def __init__(self, settings: ModelSettings, queue_size: int, factory: Callable[..., Any]) -> None:
+    def __init__(self, settings: ModelSettings, queue_size: int, make_slot: Callable[[], Any]) -> None:
         self.settings = settings
         self.queue_size = queue_size
-        self.slots: List[Any] = [factory(**settings.llama_kwargs()) for _ in range(settings.parallel)]
+        self.slots: List[Any] = [make_slot() for _ in range(settings.parallel)]
         self._free: Deque[Any] = deque(self.slots)
         self._waiters: Deque[asyncio.Future[Any]] = deque()
         self.served = 0
@@ -43,7 +45,7 @@ class ModelPool:
         return len(self._waiters)
 
     async def acquire(self) -> Any:
-        """A free `Llama`; waits in FIFO order; QueueFullError when the queue is full."""
+        """A free slot; waits in FIFO order; QueueFullError when the queue is full."""
         if self._free and not self._waiters:
             llama = self._free.popleft()
             self.peak_busy = max(self.peak_busy, self.busy)
@@ -56,16 +58,19 @@ class ModelPool:
         self._waiters.append(fut)
         self.peak_waiting = max(self.peak_waiting, len(self._waiters))
         try:
-            return await fut
+            llama = await fut
         except BaseException:
             if fut.done() and not fut.cancelled():
                 self.release(fut.result())  # handed a slot just as we were cancelled
             else:
                 self._waiters.remove(fut)
             raise
+        self.peak_busy = max(self.peak_busy, self.busy)
+        return llama
 
     def release(self, llama: Any) -> None:
         """Give `llama` back: to the oldest waiter, else to the free list."""
+        llama.work = None
         while self._waiters:
             fut = self._waiters.popleft()
             if not fut.done():
