@@ -48,6 +48,26 @@ def _warn(err: BaseException) -> None:
         pass
 
 
+_capi_built: List[bool] = []
+
+
+def _build_capi(cmd: Any) -> None:
+    """The C API (libbitnet_ffi, bitnet/ffi/build_ffi.py) into the package; optional too: a
+    failure warns and the install goes on (`python -m bitnet.ffi --build` retries)."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.spec_from_file_location(
+            "_bitnet_build_ffi", os.path.join("reference", "bitnet", "ffi", "build_ffi.py"))
+        module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+        spec.loader.exec_module(module)  # type: ignore[union-attr]
+        module.build_into("reference" if cmd.inplace else cmd.build_lib)
+        _capi_built.append(True)
+    except Exception as e:  # noqa: BLE001 - any failure means: no C API library
+        sys.stderr.write(f"WARNING: bitnet-compat: building the C API (libbitnet_ffi) failed: "
+                         f"{type(e).__name__}: {e}\n")
+
+
 class OptionalBuildExt(build_ext):
     """build_ext that turns a failed C build into a warning."""
 
@@ -56,12 +76,17 @@ class OptionalBuildExt(build_ext):
             super().run()
         except Exception as e:  # noqa: BLE001 - any failure means: no extension
             _warn(e)
+        if not os.environ.get("BITNET_NO_CAPI"):
+            _build_capi(self)
 
     def build_extension(self, ext: Any) -> None:
         try:
             super().build_extension(ext)
         except Exception as e:  # noqa: BLE001
             _warn(e)
+            stale = self.get_ext_fullpath(ext.name)  # an earlier build's output in build/
+            if os.path.exists(stale):
+                os.remove(stale)
 
 
 class KernelAwareBdistWheel(bdist_wheel):  # type: ignore[misc, valid-type]
@@ -75,7 +100,11 @@ class KernelAwareBdistWheel(bdist_wheel):  # type: ignore[misc, valid-type]
     def get_tag(self) -> Tuple[str, str, str]:
         if _warned:
             return "py3", "none", NO_KERNELS_PLATFORM
-        return tuple(super().get_tag())  # type: ignore[return-value]
+        tag = tuple(super().get_tag())
+        if _capi_built:  # libbitnet_ffi embeds this Python version's libpython: not abi3
+            version = f"cp{sys.version_info[0]}{sys.version_info[1]}"
+            return version, version, tag[2]
+        return tag  # type: ignore[return-value]
 
 
 kwargs: Dict[str, Any] = {"cmdclass": {"build_ext": OptionalBuildExt,
