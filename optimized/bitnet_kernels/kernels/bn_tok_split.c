@@ -15,6 +15,23 @@ typedef struct {
 static uint16_t FL(const span *s, int64_t p) { return (p >= s->ini && p < s->end) ? s->fl[p] : 0; }
 static uint32_t CP(const span *s, int64_t p) { return (p >= s->ini && p < s->end) ? s->cp[p] : CPT_OUT; }
 
+static uint32_t ascii_lower(uint32_t c) {
+    /* unicode_tolower; only compared with ASCII letters, and no non-ASCII code point lowers
+     * to one of s t m d r e v l in llama.cpp's table */
+    return (c >= 'A' && c <= 'Z') ? c + 32 : c;
+}
+
+/* length of the contraction 's|'t|'re|'ve|'m|'ll|'d at pos (fold: (?i:...)), else 0 */
+static int64_t contraction(const span *s, int64_t pos, int fold) {
+    uint32_t nx, n2;
+    if (s->cp[pos] != '\'' || pos + 1 >= s->end) return 0;
+    nx = fold ? ascii_lower(s->cp[pos + 1]) : s->cp[pos + 1];
+    if (nx == 's' || nx == 't' || nx == 'm' || nx == 'd') return 2;
+    if (pos + 2 >= s->end) return 0;
+    n2 = fold ? ascii_lower(s->cp[pos + 2]) : s->cp[pos + 2];
+    return ((nx == 'r' && n2 == 'e') || (nx == 'v' && n2 == 'e') || (nx == 'l' && n2 == 'l')) ? 3 : 0;
+}
+
 static int64_t split_gpt2(const uint32_t *cp, const uint16_t *fl, const int64_t *in, int64_t nin,
                           int64_t *out) {
     int64_t no = 0, start = 0, k;
@@ -30,23 +47,12 @@ static int64_t split_gpt2(const uint32_t *cp, const uint16_t *fl, const int64_t 
         while (pos < s.end) {
             uint32_t c = cp[pos];
             uint16_t f = fl[pos], f2;
-            if (c == '\'' && pos + 1 < s.end) {
-                uint32_t nx = cp[pos + 1];
-                if (nx == 's' || nx == 't' || nx == 'm' || nx == 'd') {
-                    pos += 2;
-                    out[no++] = pos - prev;
-                    prev = pos;
-                    continue;
-                }
-                if (pos + 2 < s.end) {
-                    uint32_t n2 = cp[pos + 2];
-                    if ((nx == 'r' && n2 == 'e') || (nx == 'v' && n2 == 'e') || (nx == 'l' && n2 == 'l')) {
-                        pos += 3;
-                        out[no++] = pos - prev;
-                        prev = pos;
-                        continue;
-                    }
-                }
+            int64_t n_apos = contraction(&s, pos, 0);
+            if (n_apos) {
+                pos += n_apos;
+                out[no++] = pos - prev;
+                prev = pos;
+                continue;
             }
             f2 = c == ' ' ? FL(&s, pos + 1) : f;
             if (f2 & F_LET) {
@@ -75,12 +81,6 @@ static int64_t split_gpt2(const uint32_t *cp, const uint16_t *fl, const int64_t 
     return no;
 }
 
-static uint32_t ascii_lower(uint32_t c) {
-    /* unicode_tolower; only compared with ASCII letters, and no non-ASCII code point lowers
-     * to one of s t m d r e v l in llama.cpp's table */
-    return (c >= 'A' && c <= 'Z') ? c + 32 : c;
-}
-
 /* variant: BN_SPLIT_LLAMA3 / QWEN2 / QWEN35 */
 static int64_t split_llama3(const uint32_t *cp, const uint16_t *fl, const int64_t *in, int64_t nin,
                             int64_t *out, int variant) {
@@ -99,24 +99,12 @@ static int64_t split_llama3(const uint32_t *cp, const uint16_t *fl, const int64_
         while (pos < s.end) {
             uint32_t c = cp[pos], c2;
             uint16_t f = fl[pos], f2;
-            int64_t nws, last_rn;
-            if (c == '\'' && pos + 1 < s.end) { /* (?i:'s|'t|'re|'ve|'m|'ll|'d) */
-                uint32_t nx = ascii_lower(cp[pos + 1]);
-                if (nx == 's' || nx == 't' || nx == 'm' || nx == 'd') {
-                    pos += 2;
-                    out[no++] = pos - prev;
-                    prev = pos;
-                    continue;
-                }
-                if (pos + 2 < s.end) {
-                    uint32_t n2 = ascii_lower(cp[pos + 2]);
-                    if ((nx == 'r' && n2 == 'e') || (nx == 'v' && n2 == 'e') || (nx == 'l' && n2 == 'l')) {
-                        pos += 3;
-                        out[no++] = pos - prev;
-                        prev = pos;
-                        continue;
-                    }
-                }
+            int64_t nws, last_rn, n_apos = contraction(&s, pos, 1); /* (?i:'s|'t|...) */
+            if (n_apos) {
+                pos += n_apos;
+                out[no++] = pos - prev;
+                prev = pos;
+                continue;
             }
             if (!(c == '\r' || c == '\n' || (f & F_NUM))) { /* [^\r\n\p{L}\p{N}]?\p{L}+ */
                 if ((f & word) || (FL(&s, pos + 1) & word)) {
