@@ -337,7 +337,9 @@ def save_bench(report_dir: Path, result: Dict[str, Any]) -> None:
     path = report_dir / "summary.json"
     summary: Dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
     summary.setdefault("bench", {})[result["bench"]] = result
-    path.write_text(json.dumps(summary, indent=1))
+    from bitnet.safe_write import write_text
+
+    write_text(path, json.dumps(summary, indent=1))
     if "contracts" in summary:
         write_reports(report_dir, summary)
 
