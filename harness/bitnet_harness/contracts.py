@@ -188,7 +188,8 @@ CONTRACTS: Sequence[Contract] = (
     _c("models.bitnet-logits", "Model compatibility", "mainline bitnet TQ1_0/TQ2_0 logits agree "
        "with llama.cpp", f"{ENGINE}::test_synthetic_bitnet_matches_llamacpp"),
     _c("features.http-server", "Compatibility advantages", "integrated HTTP server with "
-       "streaming (OpenAI-compatible, concurrent)", "tests/test_server.py"),
+       "streaming (OpenAI-compatible, concurrent)", "tests/test_server.py", "tests/test_server_openai.py",
+       "tests/test_server_limits.py", "tests/test_server_ops.py"),
     # tests and CI
     _c("tests.required-files", "Test coverage", "api_contract, tokenizer_contracts, "
        "gguf_compatibility, test_llama_compat exist and run", f"{CAPI}::test_legacy_api_program",

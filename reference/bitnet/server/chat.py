@@ -133,22 +133,29 @@ def response_format_of(rf: Optional[Dict[str, Any]]) -> Tuple[Optional[Dict[str,
 
 
 def check_schema(schema: Any, strict: bool, param: str) -> None:
-    """400 `unsupported_schema` for a schema without a valid document, or (strict) outside
-    the constraint engine's subset. Runs the constraint engine's own compiler."""
+    """400 `unsupported_schema` for a schema no JSON document satisfies (e.g. `{"$ref": "#"}`),
+    and, when `strict`, for one outside what the constraint engines enforce exactly: the
+    subset of `bitnet.constraints` (whose compiler names what it does not support), converted
+    by the Python drop-in's JSON-schema grammar converter when it has one."""
+    from bitnet import llama_compat
     from bitnet.constraints import JSONSchemaPrefix
+
+    def unsupported(why: Any) -> APIError:
+        return APIError(400, f"{param}: {why}", param=param, code="unsupported_schema")
 
     try:
         JSONSchemaPrefix(schema, max_ws=20, leading_ws=False, compact=True).completion()
     except NotImplementedError as e:
         if strict:
-            raise APIError(400, f"{param}: {e}", param=param, code="unsupported_schema") from None
+            raise unsupported(e) from None
     except (ValueError, TypeError, RecursionError) as e:
-        raise APIError(
-            400,
-            f"{param}: no JSON document satisfies this schema here ({e})",
-            param=param,
-            code="unsupported_schema",
-        ) from None
+        raise unsupported(f"no JSON document satisfies this schema here ({e})") from None
+    grammar = getattr(llama_compat, "LlamaGrammar", None)
+    if strict and grammar is not None:
+        try:
+            grammar.from_json_schema(json.dumps(schema), verbose=False)
+        except Exception as e:  # noqa: BLE001 (the converter refuses the schema)
+            raise unsupported(e) from None
 
 
 def _tool_names(tools: List[Dict[str, Any]]) -> List[str]:

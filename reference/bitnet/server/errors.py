@@ -15,6 +15,7 @@ engine are the client's doing.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -100,16 +101,35 @@ def context_exceeded(
     return APIError(400, text, param="messages" if chat else "prompt", code="context_length_exceeded")
 
 
-def classify(exc: BaseException, max_tokens: Optional[int] = None, chat: bool = False) -> APIError:
+@dataclasses.dataclass(frozen=True)
+class Shape:
+    """What `classify` needs to know about the request an exception came from."""
+
+    max_tokens: Optional[int] = None
+    chat: bool = False
+    constrained: bool = False  # a grammar, a JSON schema / json_object, or a forced tool call
+
+
+PLAIN = Shape()
+_DEAD_END_WORDS = ("grammar", "constrained sampling")
+
+
+def classify(exc: BaseException, shape: Shape = PLAIN) -> APIError:
     """The APIError for an exception raised while serving a request: the client's doing for
-    the engine's typed client errors, else 500 (logged by the caller)."""
+    the engine's typed client errors (context overflow, unsupported features) and for a
+    constrained generation that reached a state no token continues (the constraint engines
+    raise RuntimeError naming the grammar / constraint), else 500 (logged by the caller)."""
     if isinstance(exc, APIError):
         return exc
     match = _CONTEXT_RE.search(str(exc))
     if match is not None and isinstance(exc, (ContextLengthExceededError, ValueError)):
-        return context_exceeded(int(match.group(1)), int(match.group(2)), max_tokens, chat)
+        return context_exceeded(int(match.group(1)), int(match.group(2)), shape.max_tokens, shape.chat)
     if isinstance(exc, NotImplementedError):
         return APIError(400, str(exc), code="unsupported")
+    if shape.constrained and isinstance(exc, RuntimeError) and any(w in str(exc) for w in _DEAD_END_WORDS):
+        return APIError(
+            400, f"the output constraint reached a dead end for this model: {exc}", code="constraint_dead_end"
+        )
     return APIError(500, "internal server error", type="server_error", code="internal_error")
 
 
@@ -166,11 +186,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(APIError)
     async def _api_error(request: Request, exc: APIError) -> Response:
-        rid = request_id_of(request)
-        if exc.status >= 500 and exc.__cause__ is not None:
-            log_error(rid, exc, exc.__cause__)
-        else:
-            log_error(rid, exc)
+        if exc.code != "internal_error":  # those were logged, with their traceback, where caught
+            log_error(request_id_of(request), exc)
         return exc.response()
 
     @app.exception_handler(RequestCancelled)

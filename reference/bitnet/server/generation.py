@@ -31,7 +31,7 @@ from sse_starlette.sse import EventSourceResponse
 from starlette.requests import Request
 from starlette.responses import Response
 
-from bitnet.server.errors import APIError, JSONBody, classify, dumps, internal_error, log_error
+from bitnet.server.errors import PLAIN, APIError, JSONBody, Shape, classify, dumps, internal_error, log_error
 from bitnet.server.pool import ModelPool, QueueFullError
 from bitnet.server.slots import RequestCancelled, Work
 from bitnet.server.state import ModelEntry, ServerState
@@ -179,10 +179,10 @@ async def _acquire(state: ServerState, entry: ModelEntry, request: Request, work
     return value
 
 
-def _error_of(exc: BaseException, work: Work, max_tokens: Optional[int], chat: bool) -> BaseException:
+def _error_of(exc: BaseException, work: Work, shape: Shape) -> BaseException:
     if isinstance(exc, RequestCancelled):
         return exc
-    err = classify(exc, max_tokens, chat)
+    err = classify(exc, shape)
     if err.status >= 500:
         err = internal_error(work.request_id)
         log_error(work.request_id, err, exc)
@@ -196,8 +196,7 @@ async def run(
     work: Work,
     job: Job,
     stream: bool,
-    max_tokens: Optional[int] = None,
-    chat: bool = False,
+    shape: Shape = PLAIN,
 ) -> Response:
     """Serve `job` on a slot of `entry`: a JSON body (its one item) or an SSE stream."""
     state.works.add(work)
@@ -215,12 +214,12 @@ async def run(
     kind, value = first
     if kind == _ERROR:
         await slot_run.next()  # the end: the slot is free and the request logged
-        raise _error_of(value, work, max_tokens, chat)
+        raise _error_of(value, work, shape)
     if not stream:
         await slot_run.next()  # the end: the slot is free and the request logged
         return JSONBody(value)
     ping = 10**9 if state.settings.disable_ping_events else 15
-    return EventSourceResponse(_events(slot_run, value, max_tokens, chat), sep="\n", ping=ping)
+    return EventSourceResponse(_events(slot_run, value, shape), sep="\n", ping=ping)
 
 
 def error_event(err: BaseException) -> Dict[str, Any]:
@@ -236,7 +235,7 @@ def error_event(err: BaseException) -> Dict[str, Any]:
     return err.body()
 
 
-async def _events(slot_run: SlotRun, first: Any, max_tokens: Optional[int], chat: bool) -> AsyncIterator[Any]:
+async def _events(slot_run: SlotRun, first: Any, shape: Shape) -> AsyncIterator[Any]:
     ended = False
     try:
         kind, value = _ITEM, first
@@ -246,7 +245,7 @@ async def _events(slot_run: SlotRun, first: Any, max_tokens: Optional[int], chat
         ended = True
         if kind == _ERROR:
             await slot_run.next()
-            yield {"data": dumps(error_event(_error_of(value, slot_run.work, max_tokens, chat)))}
+            yield {"data": dumps(error_event(_error_of(value, slot_run.work, shape)))}
         yield {"data": "[DONE]"}
     finally:
         if not ended:

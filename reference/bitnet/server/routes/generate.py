@@ -19,7 +19,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from bitnet.server import chat as chat_rules
-from bitnet.server.errors import APIError
+from bitnet.server.errors import APIError, Shape
 from bitnet.server.generation import Job, run
 from bitnet.server.routes.common import AUTH, new_work, server_state
 from bitnet.server.state import ModelEntry
@@ -61,20 +61,22 @@ def _check_logit_bias(entry: ModelEntry, body: Body) -> Optional[Dict[str, float
     return {str(i): v for i, v in zip(ids, body.logit_bias.values())}
 
 
+def _grammar_class() -> Any:
+    """`LlamaGrammar` of the Python drop-in (None where it has none)."""
+    from bitnet import llama_compat
+
+    return getattr(llama_compat, "LlamaGrammar", None)
+
+
 async def _check_grammar(body: Body) -> None:
-    if body.grammar is None:
+    text = body.grammar
+    if text is None:
         return
+    grammar = _grammar_class()
+    if grammar is None:
+        raise APIError(400, "grammar= is not supported by this engine", param="grammar", code="unsupported")
     try:
-        from bitnet.llama_compat import LlamaGrammar  # type: ignore[attr-defined]
-    except ImportError:
-        raise APIError(
-            400,
-            "grammar= is not supported by this engine (use response_format with a JSON schema)",
-            param="grammar",
-            code="unsupported",
-        ) from None
-    try:
-        await anyio.to_thread.run_sync(lambda: LlamaGrammar.from_string(body.grammar, verbose=False))
+        await anyio.to_thread.run_sync(lambda: grammar.from_string(text, verbose=False))
     except Exception as e:  # noqa: BLE001 (any parse failure is the client's grammar)
         raise APIError(400, f"invalid grammar: {e}", param="grammar", code="invalid_grammar") from None
 
@@ -91,9 +93,7 @@ def _slot_resources(llama: Any, body: Body) -> Dict[str, Any]:
                 bias[str(tid)] = score
         kw["logit_bias"] = bias
     if body.grammar is not None:
-        from bitnet.llama_compat import LlamaGrammar  # type: ignore[attr-defined]
-
-        kw["grammar"] = LlamaGrammar.from_string(body.grammar, verbose=False)
+        kw["grammar"] = _grammar_class().from_string(body.grammar, verbose=False)
     if body.min_tokens > 0:
         kw["logits_processor"] = LogitsProcessorList(
             [MinTokensLogitsProcessor(body.min_tokens, llama.token_eos())]
@@ -194,7 +194,8 @@ async def create_completion(request: Request, body: CreateCompletionRequest) -> 
         return llama.create_completion(**kw)
 
     job = _job(len(prompts) * n, n, call, body.stream)
-    return await run(state, entry, request, new_work(request), job, body.stream, body.max_tokens)
+    shape = Shape(body.max_tokens, chat=False, constrained=body.grammar is not None)
+    return await run(state, entry, request, new_work(request), job, body.stream, shape)
 
 
 def _chat_size(messages: Sequence[Dict[str, Any]]) -> int:
@@ -241,4 +242,6 @@ async def create_chat_completion(request: Request, body: CreateChatCompletionReq
         return chat_rules.required_call_chunks(done) if stream else chat_rules.required_call_response(done)
 
     job = _job(body.n, body.n, call, body.stream)
-    return await run(state, entry, request, new_work(request), job, body.stream, max_tokens, chat=True)
+    constrained = body.grammar is not None or response_format is not None or isinstance(tool_choice, dict)
+    shape = Shape(max_tokens, chat=True, constrained=constrained or required_tools is not None)
+    return await run(state, entry, request, new_work(request), job, body.stream, shape)
