@@ -1369,7 +1369,9 @@ def _ulp_band(v: Any) -> Tuple[Fraction, Fraction]:
     f = Fraction(v)
     if not isinstance(v, float) or v == 0:
         return f, f
-    below, above = math.nextafter(v, -math.inf), math.nextafter(v, math.inf)
+    import numpy as np  # (math.nextafter is Python 3.9+)
+
+    below, above = float(np.nextafter(v, -np.inf)), float(np.nextafter(v, np.inf))
     fb = Fraction(below) if not math.isinf(below) else 2 * f - Fraction(above)
     fa = Fraction(above) if not math.isinf(above) else 2 * f - Fraction(below)
     lo, hi = (f + fb) / 2, (f + fa) / 2
@@ -1381,8 +1383,9 @@ def _ulp_band(v: Any) -> Tuple[Fraction, Fraction]:
 
 def _beyond(a: Fraction, b: Fraction) -> Fraction:
     """A step just outside the band [a, b] (for exclusive bounds)."""
-    # (at 0: just past half the smallest subnormal, below which decimals parse to 0.0)
-    return max((b - a) / 10**6, abs(a) / 10**30, Fraction(math.ulp(0.0)) / 2 + Fraction(1, 10**400))
+    # (at 0: just past half the smallest subnormal 5e-324 = math.ulp(0.0), below which
+    # decimals parse to 0.0)
+    return max((b - a) / 10**6, abs(a) / 10**30, Fraction(5e-324) / 2 + Fraction(1, 10**400))
 
 
 def _number_suffix(node: SchemaNode, text: str) -> Optional[str]:
