@@ -11,8 +11,9 @@ reports False with the reason, so the numpy reference is used. Such a build:
   never hands this wheel out again: once a compiler is there, the next install builds anew
   and gets the kernels (pip installs the wheel it just built without checking its tag).
 
-A build with the kernels is tagged `cp38-abi3-<platform>` (the extension uses the stable
-ABI): one wheel per platform serves Python 3.8 to 3.13.
+With the kernels the wheel is tagged `cp38-abi3-<platform>` (the extension uses the stable
+ABI), or `cpXY-cpXY-<platform>` when the C API library (which embeds this Python's
+libpython) is built too.
 """
 
 import os
@@ -29,13 +30,24 @@ except ImportError:  # setuptools < 70.1 ships it in the wheel package
     from wheel.bdist_wheel import bdist_wheel  # type: ignore[no-redef]
 
 NO_KERNELS_PLATFORM = "nokernels"
-_warned: List[BaseException] = []
+_warned: List[BaseException] = []  # why the kernels are not built (the first reason)
+_announced: List[bool] = []
 
 
 def _warn(err: BaseException) -> None:
-    if _warned:
+    """Record why the kernels are not built (said once, by `_announce`, during the build)."""
+    if not _warned:
+        _warned.append(err)
+
+
+def _announce() -> None:
+    """The one warning of a kernel-less build: on stderr and on the controlling terminal (pip
+    shows a successful build's stderr only with -v). pip runs setup.py once per build hook,
+    so this is called from the build commands only, never at import."""
+    if not _warned or _announced:
         return
-    _warned.append(err)
+    _announced.append(True)
+    err = _warned[0]
     message = (
         "WARNING: bitnet-compat: building the optional C kernels (bitnet_kernels) failed: "
         f"{type(err).__name__}: {str(err).rstrip('.')}. The pure-numpy reference backend "
@@ -76,6 +88,7 @@ class OptionalBuildExt(build_ext):
             super().run()
         except Exception as e:  # noqa: BLE001 - any failure means: no extension
             _warn(e)
+        _announce()
         if not os.environ.get("BITNET_NO_CAPI"):
             _build_capi(self)
 
@@ -96,6 +109,10 @@ class KernelAwareBdistWheel(bdist_wheel):  # type: ignore[misc, valid-type]
         if not self.py_limited_api:
             self.py_limited_api = "cp38"
         super().finalize_options()
+
+    def run(self) -> None:
+        super().run()
+        _announce()  # (also when build_ext did not run: no cffi, BITNET_NO_KERNELS)
 
     def get_tag(self) -> Tuple[str, str, str]:
         if _warned:

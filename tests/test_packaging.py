@@ -97,15 +97,18 @@ def test_the_sdist_alone_collects_the_whole_suite(unpacked: Path) -> None:
     assert count(unpacked) == count(REPO)
 
 
-def test_wheel_is_stable_abi_with_runtime_dependencies_only(sdist: Path, tmp_path: Path) -> None:
+def test_wheel_tag_and_runtime_dependencies_only(sdist: Path, tmp_path: Path) -> None:
     log = _build(["--wheel"], sdist, tmp_path, _env())  # from the sdist, as pip would
     assert _warnings(log) == []
     (whl,) = tmp_path.glob("*.whl")
-    assert re.fullmatch(r"bitnet_compat-[\d.]+-cp38-abi3-\w+\.whl", whl.name), whl.name
     with zipfile.ZipFile(whl) as zf:
         names = zf.namelist()
         meta = email.message_from_bytes(zf.read(next(n for n in names if n.endswith("METADATA"))))
     assert any(n.startswith("bitnet_kernels/_kernels") and ".abi3." in n for n in names)
+    # the kernels are stable-ABI; libbitnet_ffi (when built) ties the wheel to this CPython
+    py = f"cp{sys.version_info[0]}{sys.version_info[1]}"
+    tag = f"{py}-{py}" if any("libbitnet_ffi" in n for n in names) else "cp38-abi3"
+    assert re.fullmatch(rf"bitnet_compat-[\d.]+-{tag}-\w+\.whl", whl.name), whl.name
     assert not any(n.startswith("tests/") for n in names)
     requires = meta.get_all("Requires-Dist") or []
     unconditional = {re.split(r"[<>=!~; \[]", r)[0].lower() for r in requires if "extra ==" not in r}
@@ -136,3 +139,40 @@ def test_kernel_less_build_is_never_reused_from_pips_cache(sdist: Path, tmp_path
     log = pip_install(_env())
     assert "Building wheel for bitnet-compat" in log
     assert list((target / "bitnet_kernels").glob("_kernels*.abi3.*"))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pty with a controlling terminal")
+def test_no_kernels_warning_reaches_the_terminal_through_quiet_pip(sdist: Path, tmp_path: Path
+                                                                   ) -> None:
+    """`pip install -q` hides a successful build's output; the kernel-less build's warning is
+    written to the controlling terminal, so the user still sees it once."""
+    import fcntl
+    import pty
+    import termios
+
+    master, slave = pty.openpty()
+
+    def controlling_tty() -> None:
+        os.setsid()
+        fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-cache-dir",
+         "--target", str(tmp_path / "site"), str(sdist)],
+        stdin=slave, stdout=slave, stderr=slave, preexec_fn=controlling_tty,
+        env=dict(_env(), BITNET_NO_KERNELS="1"))
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:  # EIO: the child side closed
+            break
+        if not data:
+            break
+        chunks.append(data)
+    assert proc.wait(timeout=600) == 0
+    os.close(master)
+    text = b"".join(chunks).decode("utf-8", "replace")
+    assert text.count("building the optional C kernels (bitnet_kernels) failed") == 1, text[-2000:]
+    assert "numpy reference backend will be used" in text
