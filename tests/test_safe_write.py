@@ -178,3 +178,14 @@ def test_symlinked_output_replaces_its_target_and_keeps_the_link(tmp_path: Path)
 def test_missing_directory_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(UnsafeOutputError, match="does not exist"):
         check_output(tmp_path / "nope" / "o.bin")
+
+
+@POSIX
+def test_a_new_output_gets_the_usual_permissions(tmp_path: Path) -> None:
+    """0o666 minus the umask, as `open(path, "w")` would give (not mkstemp's 0o600)."""
+    old = os.umask(0o027)
+    try:
+        write_bytes(tmp_path / "new.bin", b"x")
+    finally:
+        os.umask(old)
+    assert ((tmp_path / "new.bin").stat().st_mode & 0o777) == 0o640

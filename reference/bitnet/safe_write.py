@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import stat
-import tempfile
 import threading
 from pathlib import Path
-from typing import IO, Any, Iterable, Iterator, Optional, Union
+from typing import IO, Any, Iterable, Iterator, Optional, Tuple, Union
 
 from bitnet.errors import BitNetError
 
@@ -97,14 +97,17 @@ class _TerminateAsExit:
             signal.signal(signal.SIGTERM, self.previous)
 
 
-def _final_mode(target: Path) -> int:
-    """Permission bits of the result: those of the file replaced, else 0o666 minus umask."""
-    try:
-        return stat.S_IMODE(os.stat(target).st_mode)
-    except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
+def _create_temporary(target: Path) -> Tuple[int, Path]:
+    """A new file `.NAME.XXXXXXXX.tmp` beside `target` (O_EXCL: never an existing file),
+    created 0o666 minus the umask like any new file; returns (fd, path)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name beside {target}")
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -127,8 +130,11 @@ def atomic_output(out: PathLike, *, inputs: Iterable[PathLike] = (), text: bool 
     """A file object whose content replaces `out` atomically when the block ends without an
     exception; see the module docstring for what is refused and cleaned up."""
     target = check_output(out, list(inputs))
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
+    try:
+        mode: Optional[int] = stat.S_IMODE(os.stat(target).st_mode)  # the file replaced
+    except FileNotFoundError:
+        mode = None
+    fd, tmp = _create_temporary(target)
     try:
         with _TerminateAsExit():
             fh: IO[Any] = (os.fdopen(fd, "w", encoding=encoding, newline="") if text
@@ -137,7 +143,8 @@ def atomic_output(out: PathLike, *, inputs: Iterable[PathLike] = (), text: bool 
                 yield fh
                 fh.flush()
                 os.fsync(fh.fileno())
-            os.chmod(tmp, _final_mode(target))
+            if mode is not None:
+                os.chmod(tmp, mode)
             os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
