@@ -39,7 +39,7 @@ int main(int argc, char **argv) {
     if (argc < 4) return 2;
     struct llama_model_params mparams = llama_model_default_params();
     struct llama_context_params cparams = llama_context_default_params();
-    cparams.n_ctx = 16;
+    cparams.n_ctx = 16; /* padded to 256, as llama.cpp does */
     cparams.n_batch = 16;
 
     REPORT("load_missing_is_null", llama_load_model_from_file(argv[3], mparams) == NULL);
@@ -88,10 +88,10 @@ int main(int argc, char **argv) {
     REPORT("ctx_ok", ctx != NULL);
     REPORT("logits_before_eval_is_null", llama_get_logits(ctx) == NULL);
     REPORT("eval_ok", llama_eval(ctx, big, 8, 0, 1));
-    REPORT("eval_past_n_ctx", llama_eval(ctx, big, 8, 12, 1));
-    llama_token many[17];
-    for (int i = 0; i < 17; i++) many[i] = big[i % n];
-    REPORT("eval_too_many_tokens", llama_eval(ctx, many, 17, 0, 1));
+    REPORT("eval_past_n_ctx", llama_eval(ctx, big, 8, 252, 1));
+    llama_token many[300];
+    for (int i = 0; i < 300; i++) many[i] = big[i % n];
+    REPORT("eval_too_many_tokens", llama_eval(ctx, many, 300, 0, 1));
     llama_token out_of_range = llama_n_vocab(model) + 5;
     REPORT("eval_bad_token", llama_eval(ctx, &out_of_range, 1, 0, 1));
     REPORT("eval_zero_tokens", llama_eval(ctx, big, 0, 0, 1));
@@ -101,11 +101,13 @@ int main(int argc, char **argv) {
     b.n_tokens = 8;
     for (int i = 0; i < 8; i++) {
         b.token[i] = big[i];
-        b.pos[i] = 12 + i;
+        b.pos[i] = 256 + i;
         b.n_seq_id[i] = 1;
         b.seq_id[i][0] = 0;
         b.logits[i] = 0;
     }
+    /* the cache then ends at the context's last position: the next 8 positions do not fit */
+    REPORT("eval_to_the_end", llama_eval(ctx, big, 8, 248, 1));
     REPORT("decode_past_n_ctx", llama_decode(ctx, b));
     b.pos[0] = 0;
     REPORT("decode_positions_not_consecutive", llama_decode(ctx, b));
@@ -154,8 +156,12 @@ int main(int argc, char **argv) {
     struct llama_model *vmodel = llama_load_model_from_file(argv[1], vparams);
     REPORT("vocab_only_load_ok", vmodel != NULL);
     REPORT("vocab_only_tokenize", llama_tokenize(vmodel, text, len, big, 64, false, false));
-    REPORT("vocab_only_ctx_is_null", llama_new_context_with_model(vmodel, cparams) == NULL);
+    /* a context on a vocab-only model (llama.cpp: one for tokenizing; decoding aborts) */
+    struct llama_context *vctx = llama_new_context_with_model(vmodel, cparams);
+    REPORT("vocab_only_ctx_ok", vctx != NULL);
+    REPORT("vocab_only_decode", llama_decode(vctx, llama_batch_get_one(big, 4)));
     printf("message %s\n", bitnet_last_error_message());
+    llama_free(vctx);
     llama_free_model(vmodel);
 
     struct progress_probe probe = {NULL, 0, 0};

@@ -24,7 +24,6 @@ int main(int argc, char **argv) {
     cparams.n_ctx = 64;
     cparams.n_batch = 64;
     cparams.n_threads = 2;
-    cparams.seed = 1234;
     struct llama_context *ctx = llama_new_context_with_model(model, cparams);
     if (ctx == NULL) {
         fprintf(stderr, "context failed\n");

@@ -29,8 +29,9 @@ int main(int argc, char **argv) {
     struct llama_context_params cparams = llama_context_default_params();
     cparams.n_ctx = 128;
     cparams.n_batch = 128;
-    cparams.seed = 1234;
     struct llama_context *ctx = llama_new_context_with_model(model, cparams);
+    /* llama_context_params lost its legacy seed field: the legacy generator's seed */
+    llama_set_rng_seed(ctx, 1234);
     if (ctx == NULL) return 1;
     const int32_t n_vocab = llama_n_vocab(model);
 
@@ -107,7 +108,7 @@ int main(int argc, char **argv) {
     llama_sample_softmax(NULL, &cur);
     dump("softmax", &cur);
 
-    /* 3. seeded sampling: the context's mt19937, seeded from cparams.seed, then reseeded */
+    /* 3. seeded sampling: the context's mt19937, seeded by llama_set_rng_seed, then reseeded */
     printf("draws_seed_1234");
     for (int r = 0; r < 8; r++) {
         fill(&cur, buf);

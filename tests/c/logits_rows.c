@@ -1,4 +1,4 @@
-/* Which logits rows the library keeps: llama_eval with logits_all, and llama_decode with
+/* Which logits rows the library keeps: llama_eval with logits_all (bitnet_set_logits_all), and llama_decode with
  * per-token batch.logits flags (every other token, plus the last).
  * usage: logits_rows MODEL.gguf PROMPT
  * prints "all_<i> argmax" for every token, "flag_<i> argmax" for flagged tokens. */
@@ -28,14 +28,14 @@ int main(int argc, char **argv) {
     struct llama_context_params cparams = llama_context_default_params();
     cparams.n_ctx = 64;
     cparams.n_batch = 64;
-    cparams.logits_all = true;
     struct llama_context *ctx = llama_new_context_with_model(model, cparams);
-    if (ctx == NULL || llama_eval(ctx, tokens, n, 0, 1) != 0) return 1;
+    if (ctx == NULL) return 1;
+    bitnet_set_logits_all(ctx, true); /* the legacy logits_all context flag */
+    if (llama_eval(ctx, tokens, n, 0, 1) != 0) return 1;
     const float *all = llama_get_logits(ctx);
     for (int32_t i = 0; i < n; i++) printf("all_%d %d\n", i, argmax(all + (size_t)i * n_vocab, n_vocab));
     llama_free(ctx);
 
-    cparams.logits_all = false;
     ctx = llama_init_from_model(model, cparams);
     if (ctx == NULL) return 1;
     llama_pos pos[64];
