@@ -79,9 +79,9 @@ def test_help_shows_the_default_of_every_option(command: str) -> None:
     """Every option with a value or a flag says its default (argparse's `(default: ...)`)."""
     res = _bitnet(command, "--help")
     assert res.returncode == 0, res.stderr
-    options = [line for line in res.stdout.split("options:")[-1].split("\n\n")[0].splitlines()
+    text = res.stdout.split("options:")[-1]  # ("optional arguments:" before Python 3.10)
+    options = [line for line in text.split("\n\n")[0].splitlines()
                if line.strip().startswith("-") and not line.strip().startswith("-h")]
-    text = res.stdout.split("options:")[-1]
     assert options
     for opt in options:
         name = opt.strip().split()[0].rstrip(",")

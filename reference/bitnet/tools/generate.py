@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--n-predict", type=int, default=64, help="tokens to generate at most")
     p.add_argument("--temp", type=float, default=0.8, help="temperature; 0 = greedy")
     p.add_argument("--seed", type=int, default=None,
-                   help="sampling seed (default: llama.cpp's fixed default seed)")
+                   help="sampling seed (default: %(default)s = llama.cpp's fixed default seed)")
     p.add_argument("--top-k", type=int, default=40, help="keep the K most likely tokens; 0 = all")
     p.add_argument("--top-p", type=float, default=0.95,
                    help="nucleus sampling: keep the most likely tokens up to this total probability")
