@@ -12,10 +12,6 @@ greedy streams on the tiny model: ~3 s).
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -24,10 +20,6 @@ from typing import Any, Dict, Iterator, List, Tuple
 import pytest
 
 openai = pytest.importorskip("openai")
-try:  # openai>=3 ships its HTTP client as `httpx2` (same API)
-    import httpx2 as httpx
-except ImportError:
-    httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 pytest.importorskip("sse_starlette")
@@ -36,53 +28,11 @@ from bitnet.llama_compat import Llama  # noqa: E402
 from bitnet_harness.corpora import corpus_path  # noqa: E402
 from bitnet_harness.synthetic import synthetic_path  # noqa: E402
 
+from .server_process import Server, httpx  # noqa: E402
+
 API_KEY = "sk-test-key"
 SERVER_REPEAT_PENALTY = 1.1  # the server's default (llama-cpp-python's server types.py)
 TINY_CTX = 256
-STARTUP_POLLS = 600  # x 0.2 s: model loading on a loaded machine
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    """A `python -m bitnet.server` subprocess on 127.0.0.1."""
-
-    def __init__(self, args: List[str], env: Dict[str, str], log: Path) -> None:
-        self.port = _free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        full_env = {k: v for k, v in os.environ.items() if k.upper() not in ("HOST", "PORT", "MODEL")}
-        full_env.update(env)
-        cmd = [sys.executable, "-m", "bitnet.server", "--host", "127.0.0.1", "--port", str(self.port)]
-        self._log_f = open(log, "wb")  # noqa: SIM115 (closed in stop)
-        self.proc = subprocess.Popen(cmd + args, env=full_env, stdout=self._log_f, stderr=subprocess.STDOUT)
-        for _ in range(STARTUP_POLLS):
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited {self.proc.returncode}: {log.read_text()[-3000:]}")
-            try:
-                if httpx.get(self.base + "/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"server did not come up: {log.read_text()[-3000:]}")
-
-    def health(self) -> Dict[str, Any]:
-        return httpx.get(self.base + "/health", timeout=10).json()
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=20)
-        self._log_f.close()
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +61,7 @@ def server_a(tmp_path_factory: pytest.TempPathFactory, tiny_path: str, smol_path
         "    model_alias: smol\n"
         "    n_ctx: 512\n"
     )
-    srv = Server(["--config", str(cfg)], {}, d / "server.log")
+    srv = Server(["--config", str(cfg)], d / "server.log")
     yield srv
     srv.stop()
 
@@ -120,7 +70,7 @@ def server_a(tmp_path_factory: pytest.TempPathFactory, tiny_path: str, smol_path
 def server_b(tmp_path_factory: pytest.TempPathFactory, tiny_path: str) -> Iterator[Server]:
     d = tmp_path_factory.mktemp("server_b")
     env = {"PARALLEL": "1", "QUEUE_SIZE": "1", "RETRY_AFTER": "2", "N_CTX": "2048"}
-    srv = Server(["--model", tiny_path, "--model_alias", "tiny"], env, d / "server.log")
+    srv = Server(["--model", tiny_path, "--model_alias", "tiny"], d / "server.log", env=env)
     yield srv
     srv.stop()
 

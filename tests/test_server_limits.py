@@ -48,6 +48,8 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "2",
         "--header_timeout",
         "1",
+        "--body_timeout",
+        "1",
         "--max_body_bytes",
         str(8 * MB),
     ]
@@ -180,6 +182,36 @@ def test_queued_client_leaving_never_runs(srv: Server, stream: bool) -> None:
     holder.close()  # a streaming client leaving mid-stream frees the slot too
     wait_for(lambda: srv.events(f"holder-{stream}") == ["started", "cancelled"], "holder cancelled")
     wait_for(lambda: srv.health()["models"][ALIAS]["busy"] == 0, "slot free")
+    _ok(srv)
+
+
+def test_disconnect_storm_leaves_nothing_behind(srv: Server) -> None:
+    """50 clients send a request (half of them streams) and leave at once or after a few ms:
+    every one is accounted for (answered, rejected by the full queue, or recorded as 499),
+    and the slot and the queue end empty."""
+
+    def total() -> float:
+        return sum(
+            v
+            for k, v in srv.metrics().items()
+            if k.startswith("bitnet_http_requests_total") and 'route="/v1/completions"' in k
+        )
+
+    before = total()
+    socks = []
+    for i in range(50):
+        socks.append(_raw(srv, {**_long(stream=i % 2 == 0), "max_tokens": 200}, f"storm-{i}"))
+        if i % 5 == 4:
+            for s in socks:
+                s.close()
+            socks = []
+            time.sleep(0.01 * (i % 3))
+    wait_for(lambda: total() >= before + 50, "all 50 requests accounted for")
+    wait_for(
+        lambda: srv.health()["models"][ALIAS]["busy"] == 0 == srv.health()["models"][ALIAS]["waiting"],
+        "slot and queue empty",
+    )
+    assert total() == before + 50
     _ok(srv)
 
 
@@ -353,4 +385,24 @@ def test_slow_request_head_is_closed(srv: Server) -> None:
     s.close()
     print(f"slow head closed after {time.monotonic() - t0:.1f} s")
     assert closed in (b"<eof>", b"<reset>")
+    _ok(srv)
+
+
+def test_slow_request_body_is_408(srv: Server) -> None:
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=30)
+    s.sendall(
+        b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b'Content-Length: 100\r\nX-Request-ID: slow-body\r\n\r\n{"prompt": '
+    )
+    answer = b""
+    try:
+        while True:  # the server answers and closes (body_timeout 1 s); a socket timeout fails
+            piece = s.recv(4096)
+            if not piece:
+                break
+            answer += piece
+    finally:
+        s.close()
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert b'"code": "request_timeout"' in answer and b"slow-body" in answer
     _ok(srv)

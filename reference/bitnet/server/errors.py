@@ -4,8 +4,9 @@
 Client errors are 4xx: 400 for bad values the server checks (`invalid_request_error`, with a
 `code` such as `context_length_exceeded`, `invalid_json`, `unsupported_schema`,
 `invalid_logit_bias`), 422 for wrong types / bounds (`code` = pydantic's error type, `param`
-= the field path), 401 `invalid_api_key`, 404 `model_not_found` / `not_found`, 413
-`request_too_large`, 415 `unsupported_media_type`, 503 `server_overloaded` (queue full) or
+= the field path), 401 `invalid_api_key`, 404 `model_not_found` / `not_found`, 408
+`request_timeout` (a body that stopped arriving), 413 `request_too_large`, 415
+`unsupported_media_type`, 503 `server_overloaded` (queue full) or
 `server_shutting_down` (draining), both with Retry-After; 499 (nginx's "client closed
 request", never seen by the client) in the logs of a request whose client left. Everything
 else is a server fault: 500 `internal_error`, logged with its traceback; the message names

@@ -9,7 +9,8 @@ connection's disconnect event):
 - request bodies: 415 `unsupported_media_type` unless the content type is JSON (or absent),
   413 `request_too_large` beyond `max_body_bytes` (from Content-Length, or as soon as a
   chunked body passes the limit), the rejected body read and dropped, never kept; an
-  accepted body is read here and handed on whole;
+  accepted body is read here and handed on whole; a body whose next piece takes longer than
+  `body_timeout` is a 408 `request_timeout` (nginx's client_body_timeout);
 - a 500 `internal_error` (with the request id) for an exception that escaped the app, so the
   process keeps serving;
 - `bitnet_http_requests_total` and the count of requests in flight (the drain waits for it).
@@ -17,6 +18,7 @@ connection's disconnect event):
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 import uuid
@@ -110,7 +112,17 @@ class GuardMiddleware:
         total = 0
         more = True
         while more:
-            message = await receive()
+            try:
+                message = await self._piece(receive)
+            except asyncio.TimeoutError:
+                late = APIError(
+                    408,
+                    "the request body stopped arriving",
+                    code="request_timeout",
+                    headers={"Connection": "close"},
+                )
+                await self._answer(late, send, rid)
+                return
             if message["type"] == "http.disconnect":
                 return  # the client left before its body arrived
             body = message.get("body", b"")
@@ -134,13 +146,20 @@ class GuardMiddleware:
         ):
             dropped = 0
             while dropped <= LINGER_BYTES:
-                message = await receive()
+                try:
+                    message = await self._piece(receive)
+                except asyncio.TimeoutError:
+                    break  # answered at once; the connection closes after it
                 if message["type"] == "http.disconnect":
                     return
                 dropped += len(message.get("body", b""))
                 if not message.get("more_body", False):
                     break
         await self._answer(err, send, rid)
+
+    async def _piece(self, receive: Receive) -> Message:
+        """The next piece of the body; asyncio.TimeoutError after `body_timeout` seconds."""
+        return await asyncio.wait_for(receive(), self.state.settings.body_timeout)
 
     @staticmethod
     async def _answer(err: APIError, send: Send, rid: str = "") -> None:

@@ -16,7 +16,8 @@ Added here: `parallel` (per model: requests running at once, one `Llama` and con
 `queue_size` / `retry_after` (waiting requests beyond the busy slots; when full, 503 with
 Retry-After), `numerics` (the engine's numerics mode), `max_body_bytes` (413 beyond it),
 `drain_timeout` (SIGTERM: streams may finish for this long), `timeout_keep_alive` /
-`header_timeout` (idle and request-header timeouts), `cors_origins`, `api_key_file`.
+`header_timeout` / `body_timeout` (idle, request-head and request-body timeouts),
+`cors_origins`, `api_key_file`.
 Divergences: `host` defaults to 127.0.0.1; no CORS unless `cors_origins` is set
 (llama-cpp-python allows every origin).
 """
@@ -164,6 +165,9 @@ class ServerSettings(BaseModel):
     timeout_keep_alive: int = Field(default=5, ge=1, description="Idle keep-alive connection timeout (s).")
     header_timeout: float = Field(
         default=10.0, gt=0, description="Seconds a client has to send request headers."
+    )
+    body_timeout: float = Field(
+        default=30.0, gt=0, description="Seconds a client may pause while sending a request body (408 after)."
     )
     cors_origins: Optional[str] = Field(
         default=None, description="Comma-separated origins allowed by CORS ('*': any); none by default."
