@@ -29,7 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from bitnet.errors import ContextLengthExceededError
-from bitnet.server.slots import RequestCancelled
+from bitnet.server.slots import SHUTDOWN, RequestCancelled
 
 log = logging.getLogger("bitnet.server")
 
@@ -193,7 +193,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestCancelled)
     async def _cancelled(request: Request, exc: RequestCancelled) -> Response:
-        if exc.reason == "shutdown":
+        if exc.reason == SHUTDOWN:
             return cancelled_by_shutdown().response()
         # nobody reads this answer; 499 is nginx's "client closed request" for the access log
         return APIError(499, "client closed the request", code="client_closed_request").response()

@@ -33,15 +33,13 @@ from starlette.responses import Response
 
 from bitnet.server.errors import PLAIN, APIError, JSONBody, Shape, classify, dumps, internal_error, log_error
 from bitnet.server.pool import ModelPool, QueueFullError
-from bitnet.server.slots import RequestCancelled, Work
+from bitnet.server.slots import DISCONNECTED, RequestCancelled, Work
 from bitnet.server.state import ModelEntry, ServerState
 
 log = logging.getLogger("bitnet.server")
 
 Job = Callable[[Any], Iterator[Any]]
 _ITEM, _ERROR, _END = "item", "error", "end"
-DISCONNECTED = "client_disconnected"
-SHUTDOWN = "shutdown"
 
 
 async def _until_disconnect(request: Request) -> None:
@@ -76,7 +74,6 @@ class SlotRun:
         self.state, self.entry, self.llama, self.work, self._job = state, entry, llama, work, job
         self.loop = asyncio.get_running_loop()
         self.queue: asyncio.Queue[Tuple[str, Any]] = asyncio.Queue()
-        self.outcome = "ok"
         llama.work = work
         self.thread = threading.Thread(target=self._run, name=f"bitnet-{work.request_id}", daemon=True)
         self.thread.start()

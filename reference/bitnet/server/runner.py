@@ -27,6 +27,7 @@ import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from bitnet.server.slots import SHUTDOWN
 from bitnet.server.state import ServerState
 
 log = logging.getLogger("bitnet.server")
@@ -110,7 +111,7 @@ class DrainingServer(uvicorn.Server):
         if state.in_flight > 0:
             log.warning("event=drain_timeout cancelling=%d", len(state.works))
             for work in list(state.works):
-                work.cancel("shutdown")
+                work.cancel(SHUTDOWN)
             grace = time.monotonic() + SHUTDOWN_GRACE_S
             while state.in_flight > 0 and time.monotonic() < grace:
                 await asyncio.sleep(0.05)

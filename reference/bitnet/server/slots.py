@@ -25,6 +25,8 @@ from typing import Any, Dict, Iterator, Optional, Sequence, Type
 from bitnet.server.settings import ModelSettings
 
 NUMERICS_ENV = "BITNET_NUMERICS"
+DISCONNECTED = "client_disconnected"  # cancel reasons
+SHUTDOWN = "shutdown"
 _ENV_LOCK = threading.Lock()
 
 
