@@ -165,7 +165,7 @@ def peer_reference(w: QTensor, x: np.ndarray, wf: np.ndarray) -> np.ndarray:
     if w.type_name in ("Q4_K", "Q6_K"):
         xa = fake_quant_q8_k(x)  # llama.cpp vec_dot_type Q8_K (ops' peer mode keeps f32 here)
     else:
-        xa = peer_activations(x, w.type_id)  # Q8_K for TQ*, per-token int8 for I2_S, f16, f32
+        xa = peer_activations(x, w.type_id)  # Q8_K for TQ* and I2_S, f16, f32
     return xa.astype(np.float64) @ wf.T
 
 
@@ -527,7 +527,7 @@ def test_attention_matches_reference(isa: str, case: Tuple[int, int, int, int, i
         opt._ffi.from_buffer("float[]", q), opt._ffi.from_buffer("uint8_t[]", kc),
         opt._ffi.from_buffer("uint8_t[]", vc), int(f16), t, h, hkv, d, k,
         opt._ffi.from_buffer("int64_t[]", q_pos), opt._ffi.from_buffer("int64_t[]", kv_pos), 0.125,
-        int(f16 and peer), opt._ffi.from_buffer("float[]", out), 2,
+        int(peer), opt._ffi.from_buffer("float[]", out), 2,
     )
     assert rc == 0
     check_guards(whole)

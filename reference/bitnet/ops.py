@@ -14,17 +14,18 @@ Size legend used in the shape comments:
 Semantics follow ggml's CPU ops (ggml/src/ggml-cpu/ops.cpp); the llama.cpp symbol each
 function mirrors is named in its docstring. Quantized weights are dequantized once (lazily,
 cached per tensor) and multiplied in float32. With `activation_quant="peer"` the
-activations are rounded the way each peer's integer kernels see them (Q8_K blocks for
-TQ1_0/TQ2_0 like llama.cpp, per-token int8 for I2_S like bitnet.cpp, Q8_0 blocks for the
-32-blocked types, float16 for F16): the products are then what those kernels compute, up
-to float summation order. Left out: flash attention, SWA, ALiBi, M-RoPE, LoRA.
+activations are rounded the way llama.cpp's integer kernels see them (Q8_K blocks for
+TQ1_0/TQ2_0, and for I2_S, which gets TQ2_0's treatment; Q8_0 blocks for the 32-blocked
+types, float16 for F16): the products are then what those kernels compute, up to float
+summation order (`bitnet.numerics.PeerBackend` has llama.cpp's order too). Left out: flash
+attention, SWA, ALiBi, M-RoPE, LoRA.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Protocol, Tuple
+from typing import Any, Dict, Optional, Protocol, Tuple
 
 import numpy as np
 
@@ -92,21 +93,16 @@ def fake_quant_q8_k(x: np.ndarray) -> np.ndarray:
     return blocks.reshape(x.shape)
 
 
-def fake_quant_i8_per_token(x: np.ndarray) -> np.ndarray:
-    """Activations as bitnet.cpp's I2_S kernel sees them: per row, int8 codes
-    q = round(x * 127/max|x|), back to float as q / scale. x: (T, D)."""
-    from bitnet import quants
-
-    q, scale = quants.quantize_activations_i8_per_token(x)  # (T, D) int8, (T,) f32
-    return q.astype(np.float32) / scale[:, None]
-
-
 def peer_activations(x: np.ndarray, weight_type: int) -> np.ndarray:
     """x (T, D) rounded the way the peer's kernel for `weight_type` quantizes it."""
     if weight_type in (GGMLType.TQ1_0, GGMLType.TQ2_0) or weight_type in K_QUANTS:
         return fake_quant_q8_k(x)  # llama.cpp: vec_dot_type Q8_K
     if weight_type == GGMLType.I2_S:
-        return fake_quant_i8_per_token(x)  # bitnet.cpp: per-token int8
+        # no llama.cpp peer: TQ2_0's treatment (Q8_K blocks of 256; a row of 128-blocks may
+        # end with a half block, quantized alone: zero padding leaves its max unchanged)
+        pad = -x.shape[1] % QK_K
+        xp = np.pad(x, ((0, 0), (0, pad))) if pad else x
+        return fake_quant_q8_k(xp)[:, : x.shape[1]]
     if weight_type in (GGMLType.Q4_0, GGMLType.Q4_1, GGMLType.Q5_0, GGMLType.Q5_1, GGMLType.Q8_0):
         # llama.cpp: vec_dot_type Q8_0 / Q8_1 (same codes and fp16 scale; Q8_1 adds a sum).
         # subtle: the reference quantizer rounds half away from zero with 1/d, the x86
@@ -164,6 +160,19 @@ class Backend(Protocol):
 
     def softmax(self, x: np.ndarray) -> np.ndarray:
         """Softmax over the last axis.  x: (..., K) -> (..., K)."""
+        ...
+
+    def forward_layers(self, hp: Any, w: Any, cache: Any, x: np.ndarray, positions: np.ndarray,
+                       kv_pos: np.ndarray, rope: RopeParams, kq_scale: float,
+                       n_out: int) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+        """Optional: every layer of `bitnet.model.graphs.forward` in one call, with the same
+        results as the per-op loop. x: (T, D) embeddings; kv_pos: (K,) the cells' positions
+        attention sees (this batch included); the batch's keys and values go into `cache`.
+        The output rows are the last n_out; the last layer's FFN runs for them only (as
+        llama.cpp computes only its outputs there). Returns (out, state): out (n_out, D) the
+        output rows' residual stream after the last layer; state (T, D) the last layer's FFN
+        input of every row when n_out < T, else the final residual of every row. None: not
+        handled, the graph runs op by op."""
         ...
 
 
@@ -290,6 +299,12 @@ class NumpyBackend:
         s = np.sum(e, axis=-1, keepdims=True)
         return (e / np.where(s > 0, s, 1.0)).astype(np.float32)
 
+    def forward_layers(self, hp: Any, w: Any, cache: Any, x: np.ndarray, positions: np.ndarray,
+                       kv_pos: np.ndarray, rope: RopeParams, kq_scale: float,
+                       n_out: int) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+        """No fused forward here: the graph runs op by op."""
+        return None
+
 
 def rope_cos_sin(positions: np.ndarray, p: RopeParams) -> Tuple[np.ndarray, np.ndarray]:
     """cos/sin tables of ggml_rope_cache_init + rope_yarn.
@@ -327,11 +342,3 @@ def yarn_corr_dims(
     start = math.floor(corr_dim(beta_fast))
     end = math.ceil(corr_dim(beta_slow))
     return float(max(0, start)), float(min(n_dims - 1, end))
-
-
-def default_backend(*, activation_quant: str = "none") -> Backend:
-    """The backend a model uses unless told otherwise: the C kernels of `bitnet_kernels`
-    when they are built, else numpy; `BITNET_BACKEND=reference` forces numpy."""
-    from bitnet_kernels import make_backend  # optimized builds on this module: import late
-
-    return make_backend(activation_quant=activation_quant)

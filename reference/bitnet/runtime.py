@@ -18,6 +18,7 @@ built. This module is the one place that chooses them:
 from __future__ import annotations
 
 import os
+import warnings
 from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from bitnet.ops import Backend, NumpyBackend
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 NUMERICS = ("llama.cpp", "float", "reference")
 NUMERICS_ENV = "BITNET_NUMERICS"
 DEFAULT_NUMERICS = "float"
+NUMPY_SLOWDOWN = 50  # numpy reference vs C kernels, SmolLM2 decode (order of magnitude; see docs)
 
 
 def numerics_mode(numerics: Optional[str] = None) -> str:
@@ -43,18 +45,60 @@ def numerics_mode(numerics: Optional[str] = None) -> str:
     return mode
 
 
-def make_backend(numerics: Optional[str] = None, *, n_threads: Optional[int] = None) -> Backend:
-    """The Backend that computes in the given numerics mode (see the module docstring)."""
+def make_backend(numerics: Optional[str] = None, *, n_threads: Optional[int] = None,
+                 arch: str = "") -> Backend:
+    """The Backend that computes in the given numerics mode (see the module docstring).
+
+    The C kernels run "llama.cpp" and "float" when they are built; without them the numpy
+    code of the same numerics runs (`bitnet.numerics.PeerBackend`, the same bits, or
+    `NumpyBackend`) after a one-time warning. BITNET_BACKEND=optimized makes missing
+    kernels an error; BITNET_BACKEND=reference picks numpy without loading them. arch: the
+    model's architecture (which weights llama.cpp keeps out of its repack buffer)."""
     mode = numerics_mode(numerics)
     if mode == "reference":
         return NumpyBackend()
-    import bitnet_kernels
-
+    kernels = _kernels()
     if mode == "llama.cpp":
-        from bitnet.numerics import PeerBackend
+        from bitnet.numerics import PeerBackend, plain_weights
 
-        return PeerBackend(n_threads=n_threads)
-    return bitnet_kernels.make_backend(activation_quant="none", n_threads=n_threads)
+        if kernels is None:
+            return PeerBackend(plain=plain_weights(arch))
+        return kernels.OptimizedBackend(activation_quant="peer", n_threads=n_threads,
+                                        plain=plain_weights(arch))
+    if kernels is None:
+        return NumpyBackend()
+    return kernels.OptimizedBackend(activation_quant="none", n_threads=n_threads)
+
+
+_warned = False
+
+
+def _kernels() -> Optional[Any]:
+    """The `bitnet_kernels` module when its C extension is usable, else None (warned once).
+
+    BITNET_BACKEND=reference: None without importing it; =optimized: RuntimeError when the
+    extension is missing."""
+    global _warned
+    want = os.environ.get("BITNET_BACKEND", "").strip().lower()
+    if want not in ("", "optimized", "reference"):
+        raise ValueError(f"BITNET_BACKEND={want!r}; expected 'optimized' or 'reference'")
+    if want == "reference":
+        return None
+    try:
+        import bitnet_kernels
+    except ImportError as e:  # the package itself missing: a broken install
+        reason = f"the bitnet_kernels package is not importable ({e})"
+    else:
+        if bitnet_kernels.available():
+            return bitnet_kernels
+        reason = bitnet_kernels.unavailable_reason()
+    if want == "optimized":
+        raise RuntimeError(f"BITNET_BACKEND=optimized but the C kernels are unavailable: {reason}")
+    if not _warned:
+        _warned = True
+        warnings.warn(f"bitnet: C kernels unavailable ({reason}); using the numpy reference, "
+                      f"~{NUMPY_SLOWDOWN}x slower", RuntimeWarning, stacklevel=3)
+    return None
 
 
 def tokenizer_engine() -> Optional[TokenizerEngine]:
@@ -71,14 +115,28 @@ def tokenizer_engine() -> Optional[TokenizerEngine]:
     return default_engine()
 
 
+def grammar_engine() -> Optional[Any]:
+    """The C grammar engine (bitnet_kernels.grammar_engine), or None for the Python reference
+    recognizer (BITNET_BACKEND=reference, or the kernels not built)."""
+    if os.environ.get("BITNET_BACKEND", "").strip().lower() == "reference":
+        return None  # without loading the C library
+    import bitnet_kernels
+
+    if bitnet_kernels.backend_name() != "optimized":
+        return None
+    from bitnet_kernels.grammar_engine import default_engine
+
+    return default_engine()
+
+
 def load_model(gguf: Any, *, numerics: Optional[str] = None, n_threads: Optional[int] = None) -> Any:
     """A `bitnet.model.Model` over an opened GGUF file (`bitnet.gguf.load`) or a path."""
+    from bitnet.gguf import load
     from bitnet.model import Model
 
-    backend = make_backend(numerics, n_threads=n_threads)
-    if isinstance(gguf, (str, os.PathLike)):
-        return Model.load(gguf, backend=backend)
-    return Model(gguf, backend=backend)
+    gf = load(gguf) if isinstance(gguf, (str, os.PathLike)) else gguf
+    arch = str(gf.kv.get("general.architecture", ""))
+    return Model(gf, backend=make_backend(numerics, n_threads=n_threads, arch=arch))
 
 
 def tokenizer_from_kv(kv: Dict[str, Any]) -> Any:

@@ -8,6 +8,15 @@
 #define BN_API_H
 #include <stdint.h>
 
+/* ggml_rope_ext's arguments besides the tensor and the positions */
+typedef struct {
+    int n_dims;       /* rotated dims per head */
+    int mode;         /* 0 NORMAL (pairs 2i, 2i+1), 2 NEOX (pairs i, i + n_dims/2) */
+    int n_ctx_orig;   /* YaRN: original training context */
+    float freq_base, freq_scale, ext_factor, attn_factor, beta_fast, beta_slow;
+    const float *freq_factors; /* (n_dims/2,) divisors of theta, or NULL */
+} bn_rope_params;
+
 int bn_cpu_isa(void);
 void bn_set_isa(int isa);  /* 99 = the best the CPU has */
 int bn_isa_request(void);
@@ -24,8 +33,8 @@ int bn_quantize_row_q8_K(const float *x, void *y, int64_t n);
 void bn_quantize_row_i8(const float *x, int8_t *q, float *scale, int32_t *sum, int64_t n);
 
 /* y (T, N) = x (T, D) @ w (N, D)^T. mode 0: float path (dequantize each weight row, f32 dot);
- * mode 1: activations quantized as the peer's integer kernel (Q8_0 / Q8_1 / Q8_K / per-token
- * int8 / f16) then integer or f16 dot products. w is the whole tensor (I2_S: with its scale). */
+ * mode 1: llama.cpp's order (bn_peer_matmul, see bn_api_peer.h); mode 2: the same for a weight
+ * outside llama.cpp's repack buffer. w is the whole tensor (I2_S: with its scale). */
 int bn_matmul(int type, const void *w, int64_t N, int64_t D, const float *x, int64_t T, float *y,
               int mode, int n_threads);
 /* ggml_get_rows: rows ids (T,) of w (n_rows, D) dequantized into y (T, D) */

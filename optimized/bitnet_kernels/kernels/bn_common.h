@@ -9,6 +9,7 @@
 #define BN_COMMON_H
 
 #include <math.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -30,7 +31,7 @@ enum { BN_ISA_SCALAR = 0, BN_ISA_AVX2 = 1, BN_ISA_AVX512 = 2, BN_ISA_NEON = 3 };
 
 /* ggml type ids */
 enum {
-    BN_F32 = 0, BN_F16 = 1, BN_Q4_0 = 2, BN_Q4_1 = 3, BN_Q8_0 = 8, BN_Q4_K = 12,
+    BN_F32 = 0, BN_F16 = 1, BN_Q4_0 = 2, BN_Q4_1 = 3, BN_Q5_0 = 6, BN_Q5_1 = 7, BN_Q8_0 = 8, BN_Q4_K = 12, BN_Q5_K = 13,
     BN_Q6_K = 14, BN_Q8_K = 15, BN_TQ1_0 = 34, BN_TQ2_0 = 35, BN_I2_S = 36
 };
 
@@ -94,7 +95,7 @@ static inline int bn_nearest_int(float fval) {
 enum {
     K_MATMUL_F32, K_MATMUL_F16, K_MATMUL_Q8_0, K_MATMUL_Q4_0, K_MATMUL_Q4_1, K_MATMUL_Q4_K,
     K_MATMUL_Q6_K, K_MATMUL_TQ2_0, K_MATMUL_TQ1_0, K_MATMUL_I2_S, K_DOT_F32, K_DEQUANT,
-    K_RMS_NORM, K_SOFTMAX, K_ROPE, K_SWIGLU, K_RELU2_GLU, K_ATTENTION, K_COUNT
+    K_RMS_NORM, K_SOFTMAX, K_ROPE, K_SWIGLU, K_RELU2_GLU, K_ATTENTION, K_PEER_OPS, K_PEER_MATMUL, K_COUNT
 };
 extern const int bn_kernel_masks[K_COUNT];
 int bn_isa_effective(void); /* the requested ISA clamped to what the CPU has */
@@ -103,6 +104,16 @@ int bn_pick(int kernel);
 /* thread pool (bn_dispatch.c): run fn(ctx, ith, nth) for ith in [0, nth) and wait. */
 typedef void (*bn_task_fn)(void *ctx, int ith, int nth);
 void bn_parallel(bn_task_fn fn, void *ctx, int nth);
+
+/* a spin-then-sleep barrier for the threads of one bn_parallel region (bn_dispatch.c) */
+typedef struct {
+    int count, phase, sleepers;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+} bn_barrier;
+void bn_barrier_init(bn_barrier *b);
+void bn_barrier_destroy(bn_barrier *b);
+void bn_barrier_wait(bn_barrier *b, int nth);
 
 /* dequantizers (bn_dequant.c): one row of n weights -> float (bit-identical to bitnet.quants) */
 int bn_dequant_row(int type, const void *row, float *y, int64_t n, float tensor_scale);

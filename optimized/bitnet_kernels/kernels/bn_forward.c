@@ -11,11 +11,10 @@
  * Attention has a scalar, an AVX2 (F16C for the f16 cache, also used under AVX-512) and a
  * NEON variant of its two inner loops: q.k over a cache row and out += p * v.
  */
-#include "bn_common.h"
+#include "bn_peer.h"
 #include "bn_api.h"
 #include "bn_api_forward.h"
 
-#include <pthread.h>
 #include <stdlib.h>
 
 /* ================================================================================= */
@@ -126,146 +125,29 @@ static void pick_attn(attn_dot_fn *dot, attn_axpy_fn *axpy) {
 /* ================================================================================= */
 /* attention                                                                          */
 
-typedef struct attn_args_s attn_args;
-typedef void (*attn_peer_fn)(const attn_args *, int64_t, int64_t, const float *, float *);
-struct attn_args_s {
+typedef struct {
     const float *q;
     const uint8_t *k, *v;
-    int kv_f16, peer_f16;
+    int kv_f16, peer; /* peer: llama.cpp's order (bn_peer_attn_one) */
     int64_t T, H, Hkv, d, K;
     const int64_t *q_pos, *kv_pos;
     float scale;
     float *out;
     attn_dot_fn dot;
     attn_axpy_fn axpy;
-    attn_peer_fn peer; /* the peer-order loops (peer_f16) */
-};
+} attn_args;
 
-static inline float round_f16(float x) { return bn_fp16_to_fp32(bn_fp32_to_fp16(x)); }
-
-/* ---- peer order: the sums of llama.cpp's non-flash attention with an F16 cache ----------
- * activation_quant="peer" with an f16 cache sums as llama.cpp's x86 AVX-512 build does (as
- * bitnet.numerics.PeerBackend.attention): kq = K.f16(q) and kqv = V.f16(p) through its
- * F16 matmul, i.e. llamafile's tinyBLAS for batches (T >= 2, length % 16 == 0: 16 f32 lanes
- * along the sum, then _mm512_reduce_add_ps) or ggml_vec_dot_f16 for one row (4 x 16 lanes
- * per step of 64, registers added (0+2)+(1+3), the lane reduction, leftovers in double);
- * softmax over the 64-padded row. Products of two f16 values are exact in f32, so the order
- * alone fixes the bits: the loops are plain C (no fp contraction, no reassociation), the same
- * source compiled per ISA by the target-attribute wrappers below, all giving the same bits.
- * subtle: the peer mode is chaotic (activation codes flip on last-bit changes and the flips
- * grow over layers), so a different but equally exact order moves logits by ~1 at some
- * positions; following llama.cpp's order keeps our argmax flips to its near-ties. */
-static inline float reduce16(const float *v) { /* GCC's _mm512_reduce_add_ps order */
-    float a[8], b[4];
-    for (int i = 0; i < 8; i++) a[i] = v[8 + i] + v[i];
-    for (int i = 0; i < 4; i++) b[i] = a[4 + i] + a[i];
-    const float c0 = b[2] + b[0], c1 = b[3] + b[1];
-    return c1 + c0;
-}
-
-static int64_t pad64(int64_t k) { return (k + 63) / 64 * 64; }
-
-/* floats of scratch attn_peer_one needs: s (Kp), q16 (d), acc (64 d) */
-static int64_t attn_peer_scratch(int64_t K, int64_t d) { return pad64(K) + 65 * d + 16; }
-
-static inline __attribute__((always_inline)) void attn_peer_core(const attn_args *a, int64_t t, int64_t h,
-                                                                 const float *qr, float *scratch) {
-    const int64_t d = a->d, K = a->K, Kp = pad64(K), kvh = h / (a->H / a->Hkv);
-    const size_t row = (size_t)(a->Hkv * d) * 2;
-    float *s = scratch, *q16 = s + Kp, *acc = q16 + d;
-    const int tiny = a->T >= 2;
-    for (int64_t i = 0; i < d; i++) q16[i] = round_f16(qr[i]);
-    const int64_t qp = a->q_pos[t], nmain = d - d % 64;
-    for (int64_t k = 0; k < Kp; k++) {
-        const int64_t kp = k < K ? a->kv_pos[k] : -1;
-        if (kp < 0 || kp > qp) {
-            s[k] = -INFINITY;
-            continue;
-        }
-        const bn_half *kr = (const bn_half *)(a->k + k * row) + kvh * d;
-        float dot;
-        if (tiny && d % 16 == 0) { /* tinyBLAS */
-            float l16[16] = {0};
-            for (int64_t c = 0; c < d; c += 16)
-                for (int l = 0; l < 16; l++) l16[l] += q16[c + l] * bn_fp16_to_fp32(kr[c + l]);
-            dot = reduce16(l16);
-        } else { /* ggml_vec_dot_f16 */
-            double total = 0.0;
-            if (nmain) {
-                float r4[4][16], x[16];
-                memset(r4, 0, sizeof(r4));
-                for (int64_t st = 0; st < nmain; st += 64)
-                    for (int r = 0; r < 4; r++)
-                        for (int l = 0; l < 16; l++) r4[r][l] += q16[st + 16 * r + l] * bn_fp16_to_fp32(kr[st + 16 * r + l]);
-                for (int l = 0; l < 16; l++) x[l] = (r4[0][l] + r4[2][l]) + (r4[1][l] + r4[3][l]);
-                total += reduce16(x);
-            }
-            for (int64_t i = nmain; i < d; i++) total += (double)(q16[i] * bn_fp16_to_fp32(kr[i]));
-            dot = (float)total;
-        }
-        s[k] = dot * a->scale;
-    }
-    bn_softmax(s, s, 1, Kp);
-    /* kqv: lane l of register r collects cell k = 64 * step + 16 * r + l (one register, r = 0,
-     * for tinyBLAS); acc is lane-major (acc[(r * 16 + l) * d + j]) so each cell is an axpy.
-     * Cells with p = 0 (masked, padding) add exact zeros and are skipped. */
-    const int nreg = tiny ? 1 : 4;
-    memset(acc, 0, sizeof(float) * (size_t)(nreg * 16 * d));
-    for (int64_t k = 0; k < K; k++) {
-        const float p = round_f16(s[k]);
-        if (p == 0.0f) continue;
-        const bn_half *vr = (const bn_half *)(a->v + k * row) + kvh * d;
-        float *al = acc + ((tiny ? 0 : (k / 16) % 4) * 16 + k % 16) * d;
-        for (int64_t j = 0; j < d; j++) al[j] += p * bn_fp16_to_fp32(vr[j]);
-    }
-    float *o = a->out + (t * a->H + h) * d;
-    for (int64_t j = 0; j < d; j++) {
-        float x[16];
-        if (tiny) {
-            for (int l = 0; l < 16; l++) x[l] = acc[l * d + j];
-        } else {
-            for (int l = 0; l < 16; l++)
-                x[l] = (acc[l * d + j] + acc[(32 + l) * d + j]) + (acc[(16 + l) * d + j] + acc[(48 + l) * d + j]);
-        }
-        o[j] = reduce16(x);
-    }
-}
-
-static void attn_peer_ref(const attn_args *a, int64_t t, int64_t h, const float *qr, float *scratch) {
-    attn_peer_core(a, t, h, qr, scratch);
-}
-#if BN_X86
-static BN_TARGET_AVX2 void attn_peer_avx2(const attn_args *a, int64_t t, int64_t h, const float *qr, float *scratch) {
-    attn_peer_core(a, t, h, qr, scratch);
-}
-static BN_TARGET_AVX512 void attn_peer_avx512(const attn_args *a, int64_t t, int64_t h, const float *qr, float *scratch) {
-    attn_peer_core(a, t, h, qr, scratch);
-}
-#endif
-
-static attn_peer_fn pick_attn_peer(void) {
-    switch (bn_pick(K_ATTENTION)) {
-#if BN_X86
-    case BN_ISA_AVX512: return attn_peer_avx512;
-    case BN_ISA_AVX2: return attn_peer_avx2;
-#endif
-    default: return attn_peer_ref; /* NEON: the compiler's vectorization of the same loops */
-    }
-}
-
-/* query (t, h) with its q row qr (roped): s is K floats of scratch, qbuf d floats */
-static void attn_one_q(const attn_args *a, int64_t t, int64_t h, const float *qr, float *s, float *qbuf) {
-    if (a->peer_f16) { /* s: attn_peer_scratch(K, d) floats */
-        a->peer(a, t, h, qr, s);
+/* query (t, h) with its q row qr (roped): s is bn_peer_attn_scratch(K, d) floats */
+static void attn_one_q(const attn_args *a, int64_t t, int64_t h, const float *qr, float *s) {
+    if (a->peer) {
+        const bn_peer_attn pa = {a->k, a->v, a->kv_f16, a->T, a->H, a->Hkv, a->d, a->K, a->q_pos, a->kv_pos,
+                                 a->scale, a->out};
+        bn_peer_attn_one(&pa, t, h, qr, s);
         return;
     }
     const int64_t d = a->d, group = a->H / a->Hkv, kvh = h / group;
     const size_t esz = a->kv_f16 ? 2 : 4;
     const size_t row = (size_t)(a->Hkv * d) * esz; /* bytes per cache cell */
-    if (a->peer_f16) { /* llama.cpp converts q to the F16 cache type before K.q */
-        for (int64_t i = 0; i < d; i++) qbuf[i] = round_f16(qr[i]);
-        qr = qbuf;
-    }
     const int64_t qp = a->q_pos[t];
     for (int64_t k = 0; k < a->K; k++) {
         const int64_t kp = a->kv_pos[k];
@@ -276,30 +158,30 @@ static void attn_one_q(const attn_args *a, int64_t t, int64_t h, const float *qr
     float *o = a->out + (t * a->H + h) * d;
     for (int64_t i = 0; i < d; i++) o[i] = 0.0f;
     for (int64_t k = 0; k < a->K; k++) {
-        const float p = a->peer_f16 ? round_f16(s[k]) : s[k]; /* ... and p to F16 before V.p */
+        const float p = s[k];
         if (p != 0.0f) a->axpy(o, p, a->v + k * row + (size_t)kvh * d * esz, d, a->kv_f16);
     }
 }
 
-static void attn_one(const attn_args *a, int64_t t, int64_t h, float *s, float *qbuf) {
-    attn_one_q(a, t, h, a->q + (t * a->H + h) * a->d, s, qbuf);
+static void attn_one(const attn_args *a, int64_t t, int64_t h, float *s) {
+    attn_one_q(a, t, h, a->q + (t * a->H + h) * a->d, s);
 }
 
 /* (t, h) pairs [ith * chunk, ...) of T * H */
-static void attn_range(const attn_args *a, int ith, int nth, float *s, float *qbuf) {
+static void attn_range(const attn_args *a, int ith, int nth, float *s) {
     const int64_t total = a->T * a->H, chunk = (total + nth - 1) / nth;
     const int64_t p0 = chunk * ith, p1 = p0 + chunk < total ? p0 + chunk : total;
-    for (int64_t p = p0; p < p1; p++) attn_one(a, p / a->H, p % a->H, s, qbuf);
+    for (int64_t p = p0; p < p1; p++) attn_one(a, p / a->H, p % a->H, s);
 }
 
 typedef struct { attn_args a; int failed; } attn_task_ctx;
 
 static void attn_task(void *vctx, int ith, int nth) {
     attn_task_ctx *c = (attn_task_ctx *)vctx;
-    const int64_t need = attn_peer_scratch(c->a.K, c->a.d);
+    const int64_t need = bn_peer_attn_scratch(c->a.K, c->a.d); /* >= K for the float order */
     float *buf = (float *)malloc(sizeof(float) * (size_t)need);
     if (!buf) { c->failed = 1; return; }
-    attn_range(&c->a, ith, nth, buf, buf + c->a.K); /* need >= K + d */
+    attn_range(&c->a, ith, nth, buf);
     free(buf);
 }
 
@@ -309,14 +191,13 @@ static int attn_shape_ok(int64_t T, int64_t H, int64_t Hkv, int64_t d, int64_t K
 
 int bn_attention(const float *q, const void *k, const void *v, int kv_f16, int64_t T, int64_t H,
                  int64_t Hkv, int64_t d, int64_t K, const int64_t *q_pos, const int64_t *kv_pos,
-                 float scale, int peer_f16, float *out, int n_threads) {
+                 float scale, int peer, float *out, int n_threads) {
     if (!attn_shape_ok(T, H, Hkv, d, K)) return -2;
     attn_task_ctx c;
     memset(&c, 0, sizeof(c));
-    c.a = (attn_args){q, (const uint8_t *)k, (const uint8_t *)v, kv_f16 != 0, (peer_f16 && kv_f16) != 0, T, H, Hkv,
-                      d, K, q_pos, kv_pos, scale, out, NULL, NULL, NULL};
+    c.a = (attn_args){q, (const uint8_t *)k, (const uint8_t *)v, kv_f16 != 0, peer != 0, T, H, Hkv,
+                      d, K, q_pos, kv_pos, scale, out, NULL, NULL};
     pick_attn(&c.a.dot, &c.a.axpy);
-    c.a.peer = pick_attn_peer();
     if (T == 0) return 0;
     if (n_threads < 1) n_threads = 1;
     if (n_threads > T * H) n_threads = (int)(T * H);
@@ -325,55 +206,12 @@ int bn_attention(const float *q, const void *k, const void *v, int kv_f16, int64
 }
 
 /* ================================================================================= */
-/* spin barrier for the fused forward's parallel region                               */
-
-typedef struct {
-    int count, phase, sleepers;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-} bn_barrier;
-
-static inline void cpu_relax(void) {
-#if BN_X86
-    _mm_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
-}
-
-#define BN_SPINS 1000 /* about 20-40 us of pause before a waiter sleeps */
-
-static void barrier_wait(bn_barrier *b, int nth) {
-    if (nth <= 1) return;
-    const int phase = __atomic_load_n(&b->phase, __ATOMIC_ACQUIRE);
-    if (__atomic_add_fetch(&b->count, 1, __ATOMIC_ACQ_REL) == nth) {
-        __atomic_store_n(&b->count, 0, __ATOMIC_RELAXED);
-        pthread_mutex_lock(&b->mu); /* a waiter checks phase under mu: no lost wake-up */
-        __atomic_store_n(&b->phase, phase + 1, __ATOMIC_RELEASE);
-        if (b->sleepers) pthread_cond_broadcast(&b->cv);
-        pthread_mutex_unlock(&b->mu);
-        return;
-    }
-    /* subtle: spin briefly, then sleep: on a loaded machine (more runnable threads than
-     * cores) the thread we wait for may be descheduled, and spinning, even with
-     * sched_yield, keeps its core busy; measured 4x slower decode than 1 thread */
-    for (int spins = 0; spins < BN_SPINS; spins++) {
-        if (__atomic_load_n(&b->phase, __ATOMIC_ACQUIRE) != phase) return;
-        cpu_relax();
-    }
-    pthread_mutex_lock(&b->mu);
-    b->sleepers++;
-    while (__atomic_load_n(&b->phase, __ATOMIC_ACQUIRE) == phase) pthread_cond_wait(&b->cv, &b->mu);
-    b->sleepers--;
-    pthread_mutex_unlock(&b->mu);
-}
-
-/* ================================================================================= */
 /* the fused forward                                                                  */
 
 enum { MM_Q, MM_K, MM_V, MM_O, MM_GATE, MM_UP, MM_DOWN, MM_COUNT };
 
-/* Work split, to keep barriers few (5 per layer for one token, 6 for a batch):
+/* The float path (bn_model.mode 0; mode 1, llama.cpp's order, is bn_peer_forward.c).
+ * Work split, to keep barriers few (5 per layer for one token, 6 for a batch):
  *   shared: the matmul outputs q, k, v, attn, o, gate, up (each thread writes its slice)
  *           and the KV cache;
  *   private (per thread, computed redundantly, identical bits): the residual stream x, the
@@ -386,8 +224,8 @@ enum { MM_Q, MM_K, MM_V, MM_O, MM_GATE, MM_UP, MM_DOWN, MM_COUNT };
  * sub-norm, quantize; [n-split] down | [private] residual.  ("|" = barrier) */
 typedef struct {
     const bn_model *m;
-    float *x;
-    int64_t T;
+    float *x, *out;
+    int64_t T, n_out;
     const int64_t *positions, *kv_pos;
     uint8_t *k_cache, *v_cache;
     int kv_f16, mode;
@@ -400,7 +238,6 @@ typedef struct {
     bn_barrier bar;
     attn_dot_fn dot;
     attn_axpy_fn axpy;
-    attn_peer_fn peer;
     int failed;
 } fwd_ctx;
 
@@ -466,7 +303,7 @@ static void fwd_task(void *vctx, int ith, int nth) {
     float *h = x + T * D;
     float *act = h + T * wmax;
     float *scratch = act + T * F; /* attention scratch, then a roped q row */
-    const int64_t attn_n = attn_peer_scratch(c->n_kv, hd); /* >= n_kv + hd */
+    const int64_t attn_n = bn_peer_attn_scratch(c->n_kv, hd); /* >= n_kv */
     const int64_t scratch_n = ((attn_n + hd + 15) / 16) * 16;
     uint8_t *ab = (uint8_t *)(scratch + scratch_n);
     uint8_t *slot[MM_COUNT];
@@ -492,7 +329,7 @@ static void fwd_task(void *vctx, int ith, int nth) {
         bn_rms_norm(x, L->attn_norm, h, T, D, m->eps);
         mm_quantize_group(mm + MM_Q, 3, c->mode);
         mm_group(c, mm + MM_Q, lins + MM_Q, 3, ith, nth);
-        barrier_wait(&c->bar, nth);
+        bn_barrier_wait(&c->bar, nth);
         /* rope k and store k, v of kv heads g0..g1 */
         const size_t lay = (size_t)il * (size_t)c->n_ctx * (size_t)kw * esz;
         for (int64_t t = 0; t < T; t++) {
@@ -516,79 +353,110 @@ static void fwd_task(void *vctx, int ith, int nth) {
         }
         /* attention: (token, head) pairs */
         {
-            const attn_args a = {c->q, c->k_cache + lay, c->v_cache + lay, c->kv_f16, c->kv_f16 && c->mode == 1,
+            const attn_args a = {c->q, c->k_cache + lay, c->v_cache + lay, c->kv_f16, 0,
                                  T, H, Hkv, hd, c->n_kv, c->positions, c->kv_pos, m->kq_scale, c->attn,
-                                 c->dot, c->axpy, c->peer};
+                                 c->dot, c->axpy};
             int64_t p0, p1;
             if (T == 1) { /* the query heads of this thread's kv heads: their cells are ours */
                 p0 = g0 * group;
                 p1 = g1 * group;
             } else {
-                barrier_wait(&c->bar, nth);
+                bn_barrier_wait(&c->bar, nth);
                 const int64_t chunk = (T * H + nth - 1) / nth;
                 p0 = chunk * ith < T * H ? chunk * ith : T * H;
                 p1 = p0 + chunk < T * H ? p0 + chunk : T * H;
             }
-            float *qr = scratch + attn_n, *qbuf = scratch + c->n_kv;
+            float *qr = scratch + attn_n;
             for (int64_t p = p0; p < p1; p++) {
                 const int64_t t = p / H, hh = p % H;
                 bn_rope(c->q + p * hd, qr, 1, 1, hd, c->cos_t + t * half, c->sin_t + t * half, m->rope_dims,
                         m->rope_mode);
-                attn_one_q(&a, t, hh, qr, scratch, qbuf);
+                attn_one_q(&a, t, hh, qr, scratch);
             }
         }
-        barrier_wait(&c->bar, nth);
+        bn_barrier_wait(&c->bar, nth);
         /* attn_sub_norm, quantize; wo */
         if (L->attn_sub_norm) bn_rms_norm(c->attn, L->attn_sub_norm, h, T, qw, m->eps);
         else memcpy(h, c->attn, sizeof(float) * (size_t)(T * qw));
         bn_mm_quantize(&mm[MM_O], 0, T);
         mm_group(c, mm + MM_O, lins + MM_O, 1, ith, nth);
-        barrier_wait(&c->bar, nth);
+        bn_barrier_wait(&c->bar, nth);
         /* residual, ffn_norm, quantize; gate, up */
         for (int64_t i = 0; i < T * D; i++) x[i] = x[i] + c->o[i];
+        if (il == m->n_layer - 1 && c->n_out < T) { /* the caller gets the FFN input of every row */
+            if (ith == 0) memcpy(c->x, x, sizeof(float) * (size_t)(T * D));
+            if (c->n_out == 0) break;
+        }
         bn_rms_norm(x, L->ffn_norm, h, T, D, m->eps);
         mm_quantize_group(mm + MM_GATE, 2, c->mode);
         mm_group(c, mm + MM_GATE, lins + MM_GATE, 2, ith, nth);
-        barrier_wait(&c->bar, nth);
+        bn_barrier_wait(&c->bar, nth);
         /* gated activation, ffn_sub_norm, quantize; down */
         if (m->ffn_relu2) bn_relu2_glu(c->gate, c->up, act, T * F);
         else bn_swiglu(c->gate, c->up, act, T * F);
         if (L->ffn_sub_norm) bn_rms_norm(act, L->ffn_sub_norm, act, T, F, m->eps);
         bn_mm_quantize(&mm[MM_DOWN], 0, T);
         mm_group(c, mm + MM_DOWN, lins + MM_DOWN, 1, ith, nth);
-        barrier_wait(&c->bar, nth);
+        bn_barrier_wait(&c->bar, nth);
         /* residual */
         for (int64_t i = 0; i < T * D; i++) x[i] = x[i] + c->o[i];
     }
-    if (ith == 0) memcpy(c->x, x, sizeof(float) * (size_t)(T * D));
+    if (ith != 0) return;
+    if (c->n_out == T) memcpy(c->x, x, sizeof(float) * (size_t)(T * D));
+    if (c->out && c->n_out > 0) memcpy(c->out, x + (T - c->n_out) * D, sizeof(float) * (size_t)(c->n_out * D));
 }
 
-static int linear_ok(const bn_linear *l, int64_t n_out, int64_t n_in) {
+/* a layer's matmul: the right shape, and a type the mode's kernels handle */
+static int linear_ok(const bn_linear *l, int64_t n_out, int64_t n_in, int mode) {
+    if (!l->w || l->n_out != n_out || l->n_in != n_in) return 0;
+    if (mode == 1) {
+        bn_peer_mm probe;
+        return bn_peer_supported(l->type) && bn_peer_mm_setup(&probe, l->type, NULL, n_out, n_in, 1, NULL) == 0;
+    }
     bn_mm probe;
-    return l->w && l->n_out == n_out && l->n_in == n_in
-           && bn_mm_setup(&probe, l->type, l->w, n_out, n_in, NULL, 1, NULL, 0, NULL) == 0;
+    return bn_mm_setup(&probe, l->type, l->w, n_out, n_in, NULL, 1, NULL, 0, NULL) == 0;
+}
+
+static int model_ok(const bn_model *m, int64_t n_kv) {
+    const int64_t D = m->n_embd, H = m->n_head, Hkv = m->n_head_kv, hd = m->head_dim, F = m->n_ff;
+    const int64_t qw = H * hd, kw = Hkv * hd;
+    if (m->n_layer < 0 || D <= 0 || F <= 0 || !attn_shape_ok(1, H, Hkv, hd, n_kv) || m->rope_dims < 0
+        || m->rope_dims % 2 || m->rope_dims > hd || (m->rope_mode != 0 && m->rope_mode != 2))
+        return 0;
+    if (m->mode == 1 && (m->rope.n_dims != m->rope_dims || m->rope.mode != m->rope_mode || m->rope_dims > 1024))
+        return 0;
+    for (int il = 0; il < m->n_layer; il++) {
+        const bn_layer *L = &m->layers[il];
+        if (!L->attn_norm || !L->ffn_norm || !linear_ok(&L->wq, qw, D, m->mode) || !linear_ok(&L->wk, kw, D, m->mode)
+            || !linear_ok(&L->wv, kw, D, m->mode) || !linear_ok(&L->wo, D, qw, m->mode)
+            || !linear_ok(&L->gate, F, D, m->mode) || !linear_ok(&L->up, F, D, m->mode)
+            || !linear_ok(&L->down, D, F, m->mode))
+            return 0;
+    }
+    return 1;
+}
+
+int bn_forward_tail(const bn_model *m, float *x, int64_t T, int n_threads) {
+    if (!model_ok(m, 0) || m->mode != 1) return -2;
+    return bn_peer_forward_tail(m, x, T, n_threads);
 }
 
 int bn_forward(const bn_model *m, float *x, int64_t T, const int64_t *positions, void *k_cache,
                void *v_cache, int kv_f16, int64_t n_ctx, const int64_t *kv_pos, int64_t n_kv,
-               const float *cos_t, const float *sin_t, int n_threads) {
+               const float *cos_t, const float *sin_t, int n_threads, int64_t n_out, float *out) {
     const int64_t D = m->n_embd, H = m->n_head, Hkv = m->n_head_kv, hd = m->head_dim, F = m->n_ff;
-    if (m->n_layer < 0 || D <= 0 || F <= 0 || !attn_shape_ok(T, H, Hkv, hd, n_kv) || n_kv > n_ctx
-        || m->rope_dims < 0 || m->rope_dims % 2 || m->rope_dims > hd || (m->rope_mode != 0 && m->rope_mode != 2))
-        return -2;
+    if (!model_ok(m, n_kv) || T < 0 || n_kv > n_ctx || n_out < 0 || n_out > T || (n_out > 0 && !out)) return -2;
     for (int64_t t = 0; t < T; t++)
         if (positions[t] < 0 || positions[t] >= n_ctx) return -2;
     if (T == 0) return 0;
+    if (m->mode == 1)
+        return bn_peer_forward(m, x, T, positions, k_cache, v_cache, kv_f16, n_ctx, kv_pos, n_kv, n_threads, n_out, out);
     const int64_t qw = H * hd, kw = Hkv * hd, wmax = D > qw ? D : qw;
     fwd_ctx c;
     memset(&c, 0, sizeof(c));
-    c.mode = m->mode == 1 ? 1 : 0;
+    c.mode = 0;
     for (int il = 0; il < m->n_layer; il++) {
         const bn_layer *L = &m->layers[il];
-        if (!L->attn_norm || !L->ffn_norm || !linear_ok(&L->wq, qw, D) || !linear_ok(&L->wk, kw, D)
-            || !linear_ok(&L->wv, kw, D) || !linear_ok(&L->wo, D, qw) || !linear_ok(&L->gate, F, D)
-            || !linear_ok(&L->up, F, D) || !linear_ok(&L->down, D, F))
-            return -2;
         const bn_linear *lins[MM_COUNT] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->gate, &L->up, &L->down};
         for (int s = 0; s < MM_COUNT; s++) {
             const size_t b = bn_mm_act_bytes(lins[s]->type, lins[s]->n_in, T, c.mode);
@@ -598,7 +466,7 @@ int bn_forward(const bn_model *m, float *x, int64_t T, const int64_t *positions,
     int nth = n_threads < 1 ? 1 : n_threads;
     if (nth > bn_max_threads()) nth = bn_max_threads();
     const size_t shared_n = (size_t)T * (size_t)(2 * qw + 2 * kw + D + 2 * F);
-    size_t priv = sizeof(float) * ((size_t)T * (size_t)(D + wmax + F) + (size_t)(((attn_peer_scratch(n_kv, hd) + hd + 15) / 16) * 16));
+    size_t priv = sizeof(float) * ((size_t)T * (size_t)(D + wmax + F) + (size_t)(((bn_peer_attn_scratch(n_kv, hd) + hd + 15) / 16) * 16));
     for (int s = 0; s < MM_COUNT; s++) priv += (c.act_bytes[s] + 63) & ~(size_t)63;
     priv = (priv + 63) & ~(size_t)63;
     float *shared = (float *)malloc(sizeof(float) * shared_n + 64);
@@ -610,7 +478,9 @@ int bn_forward(const bn_model *m, float *x, int64_t T, const int64_t *positions,
     }
     c.m = m;
     c.x = x;
+    c.out = out;
     c.T = T;
+    c.n_out = n_out;
     c.positions = positions;
     c.kv_pos = kv_pos;
     c.k_cache = (uint8_t *)k_cache;
@@ -631,13 +501,10 @@ int bn_forward(const bn_model *m, float *x, int64_t T, const int64_t *positions,
     c.priv = privs;
     c.priv_stride = priv;
     pick_attn(&c.dot, &c.axpy);
-    c.peer = pick_attn_peer();
-    pthread_mutex_init(&c.bar.mu, NULL);
-    pthread_cond_init(&c.bar.cv, NULL);
+    bn_barrier_init(&c.bar);
     if (nth > 1) bn_parallel(fwd_task, &c, nth);
     else fwd_task(&c, 0, 1);
-    pthread_cond_destroy(&c.bar.cv);
-    pthread_mutex_destroy(&c.bar.mu);
+    bn_barrier_destroy(&c.bar);
     free(shared);
     free(privs);
     return c.failed ? -3 : 0;

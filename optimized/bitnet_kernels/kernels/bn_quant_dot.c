@@ -8,7 +8,7 @@
  *   F16 -> f16 row; F32 -> f32 row.
  * The AVX-512 variants use VNNI (vpdpbusd) on two 32-weight blocks per register.
  */
-#include "bn_common.h"
+#include "bn_peer.h"
 #include "bn_api.h"
 
 #include <stdlib.h>
@@ -1351,6 +1351,7 @@ void bn_mm_quantize(bn_mm *c, int64_t t0, int64_t t1) {
 
 int bn_matmul(int type, const void *w, int64_t N, int64_t D, const float *x, int64_t T, float *y,
               int mode, int n_threads) {
+    if (mode >= 1 && bn_peer_supported(type)) return bn_peer_matmul(type, w, N, D, x, T, y, mode == 2, n_threads);
     bn_mm c;
     int rc = bn_mm_setup(&c, type, w, N, D, x, T, y, mode, NULL);
     if (rc) return rc;

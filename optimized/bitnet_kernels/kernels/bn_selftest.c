@@ -186,7 +186,8 @@ static int selftest_forward(const int *isas, int n_isas, int verbose) {
                 const int isa = pass == 0 ? BN_ISA_SCALAR : isas[pass - 1];
                 float *out = pass == 0 ? ref : got;
                 bn_set_isa(isa);
-                const bn_model m = {L, D, H, HKV, HD, F, HD, 2, mode, 1e-5f, 0.125f, mode, layers};
+                const bn_model m = {L, D, H, HKV, HD, F, HD, 2, mode, 1e-5f, 0.125f, mode, layers,
+                                    {HD, 2, 0, 10000.0f, 1.0f, 0.0f, 1.0f, 32.0f, 1.0f, NULL}};
                 const int64_t pos3[3] = {0, 1, 2}, pos1[1] = {3}, kvpos[4] = {0, 1, 2, 3};
                 memcpy(out, x0, sizeof(float) * 3 * D);
                 float cs[4 * HD / 2], sn[4 * HD / 2];
@@ -196,9 +197,10 @@ static int selftest_forward(const int *isas, int n_isas, int verbose) {
                         cs[p * HD / 2 + i] = cosf(th);
                         sn[p * HD / 2 + i] = sinf(th);
                     }
-                int rc = bn_forward(&m, out, 3, pos3, kc, vc, 0, CTX, kvpos, 3, cs, sn, pass == 0 ? 1 : 3);
+                int rc = bn_forward(&m, out, 3, pos3, kc, vc, 0, CTX, kvpos, 3, cs, sn, pass == 0 ? 1 : 3, 3, out);
                 /* one more token on top of the cache, into the first row */
-                rc |= bn_forward(&m, out, 1, pos1, kc, vc, 0, CTX, kvpos, 4, cs + 3 * HD / 2, sn + 3 * HD / 2, pass == 0 ? 1 : 3);
+                rc |= bn_forward(&m, out, 1, pos1, kc, vc, 0, CTX, kvpos, 4, cs + 3 * HD / 2, sn + 3 * HD / 2,
+                                 pass == 0 ? 1 : 3, 1, out);
                 if (pass == 0) {
                     if (rc) failures++;
                     continue;

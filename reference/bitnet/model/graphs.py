@@ -15,12 +15,12 @@ attention logit soft-capping, sliding windows.
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional
+from typing import Callable, Optional, Tuple
 
 import numpy as np
 
 from bitnet.model.hparams import HParams
-from bitnet.model.weights import Linear, ModelWeights
+from bitnet.model.weights import LayerWeights, Linear, ModelWeights
 from bitnet.ops import Backend, RopeParams
 
 
@@ -95,66 +95,89 @@ def forward(
     tokens: np.ndarray,
     positions: np.ndarray,
     layer_hook: Optional[Callable[[int, np.ndarray], None]] = None,
-) -> np.ndarray:
-    """Run the layers over one batch and return the hidden state after output_norm.
+    n_out: Optional[int] = None,
+) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """Run the layers over one batch (one llama.cpp ubatch).
 
-    tokens: (T,) int; positions: (T,) int (cells to write in `cache`) -> (T, D).
-    layer_hook(il, x) sees each layer's output residual stream (T, D), for per-layer diffs;
-    without a hook, a backend with `forward_layers` (the C backend) runs all layers in one
-    call, with the same kernels and results as the per-op loop below.
+    tokens: (T,) int; positions: (T,) int (cells to write in `cache`). The output rows are the
+    last n_out (default: all T); as in llama.cpp (inp_out_ids), the last layer's FFN runs
+    for them only, so its matmuls have n_out rows. Returns (hidden, ffn_input): hidden
+    (n_out, D) after output_norm; ffn_input (T, D), the last layer's FFN input of every row,
+    when n_out < T (`finish_rows` completes it as if every row were an output), else None.
+    layer_hook(il, x) sees each layer's output residual stream ((n_out, D) for the last
+    layer), for per-layer diffs; without a hook, a backend's fused `forward_layers` (the C
+    backend) runs all layers in one call, with the same kernels and results as this loop.
     """
     t = len(tokens)
-    bitnet = hp.arch in ("bitnet", "bitnet-b1.58")
+    n_out = t if n_out is None else int(n_out)
+    if not 0 <= n_out <= t:
+        raise ValueError(f"n_out={n_out} outside 0..{t}")
     hd = hp.n_embd_head_k
     rope = rope_params(hp, w.rope_freqs)
     kq_scale = hp.attention_scale if hp.attention_scale != 0.0 else 1.0 / math.sqrt(hd)
+    # subtle: the cells of this batch become visible before attention, as in llama.cpp
+    n_kv = max(cache.n_used, int(positions.max()) + 1)  # cells that can be visible
+    kv_pos = cache.pos[:n_kv].copy()  # (K,)
+    kv_pos[positions] = positions
 
     x = ops.get_rows(w.tok_embd, tokens)  # (T, D)
-    fused = getattr(ops, "forward_layers", None) if layer_hook is None else None
-    if fused is not None:  # a backend that runs all layers in one call (bitnet_kernels)
-        n_kv = max(cache.n_used, int(positions.max()) + 1)
-        kv_pos = cache.pos[:n_kv].copy()  # (K,)
-        kv_pos[positions] = positions
-        out = fused(hp, w, cache, x, positions, kv_pos, rope, kq_scale)
-        if out is not None:
-            cache.mark(positions)
-            return ops.rms_norm(out, w.output_norm, hp.rms_eps)  # (T, D)
+    fuse = ops.forward_layers if layer_hook is None else None
+    fused = fuse(hp, w, cache, x, positions, kv_pos, rope, kq_scale, n_out) if fuse is not None else None
+    if fused is not None:
+        cache.mark(positions)
+        out, state = fused
+        return ops.rms_norm(out, w.output_norm, hp.rms_eps), (state if n_out < t else None)
+    ffn_input: Optional[np.ndarray] = None
     for il, lw in enumerate(w.layers):
-        # self-attention
-        h = ops.rms_norm(x, lw.attn_norm, hp.rms_eps)  # (T, D)
-        q = linear(ops, lw.wq, h).reshape(t, hp.n_head, hd)  # (T, H, d)
-        k = linear(ops, lw.wk, h).reshape(t, hp.n_head_kv, hd)  # (T, Hkv, d)
-        v = linear(ops, lw.wv, h).reshape(t, hp.n_head_kv, hd)  # (T, Hkv, d)
-        q = ops.rope(q, positions, rope)
-        k = ops.rope(k, positions, rope)
-        cache.store(il, positions, k, v)
-        # subtle: the cells of this batch become visible before attention, as in llama.cpp
-        n_kv = max(cache.n_used, int(positions.max()) + 1)  # cells that can be visible
-        kv_pos = cache.pos[:n_kv].copy()  # (K,)
-        kv_pos[positions] = positions
-        attn = ops.attention(
-            q, cache.k[il, :n_kv], cache.v[il, :n_kv], positions, kv_pos, kq_scale
-        )  # (T, H*d)
-        if bitnet:
-            attn = ops.rms_norm(attn, lw.attn_sub_norm, hp.rms_eps)  # (T, H*d)
-        x = x + linear(ops, lw.wo, attn)  # (T, D)
-
-        # feed-forward
-        h = ops.rms_norm(x, lw.ffn_norm, hp.rms_eps)  # (T, D)
-        gate = linear(ops, lw.ffn_gate, h)  # (T, F)
-        up = linear(ops, lw.ffn_up, h)  # (T, F)
-        if hp.arch == "bitnet-b1.58":
-            act = ops.relu2_glu(gate, up)  # (T, F)
-        else:
-            act = ops.swiglu(gate, up)  # (T, F)
-        if bitnet:
-            act = ops.rms_norm(act, lw.ffn_sub_norm, hp.rms_eps)
-        x = x + linear(ops, lw.ffn_down, act)  # (T, D)
+        x = _attention_block(ops, hp, lw, cache, il, x, positions, kv_pos, rope, kq_scale)
+        if il == len(w.layers) - 1 and n_out < t:
+            ffn_input, x = x, x[t - n_out :]  # llama.cpp's get_rows(inp_out_ids)
+        x = _ffn_block(ops, hp, lw, x)
         if layer_hook is not None:
             layer_hook(il, x)
-
     cache.mark(positions)
-    return ops.rms_norm(x, w.output_norm, hp.rms_eps)  # (T, D)
+    return ops.rms_norm(x, w.output_norm, hp.rms_eps), ffn_input
+
+
+def finish_rows(ops: Backend, hp: HParams, w: ModelWeights, ffn_input: np.ndarray) -> np.ndarray:
+    """The hidden state after output_norm of every row whose last-layer FFN `forward` left
+    out (its `ffn_input`, (T, D)), computed as when all T rows are outputs. -> (T, D)."""
+    x = _ffn_block(ops, hp, w.layers[-1], ffn_input)
+    return ops.rms_norm(x, w.output_norm, hp.rms_eps)
+
+
+def _attention_block(ops: Backend, hp: HParams, lw: LayerWeights, cache: KVCache, il: int,
+                     x: np.ndarray, positions: np.ndarray, kv_pos: np.ndarray, rope: RopeParams,
+                     kq_scale: float) -> np.ndarray:
+    """x + self-attention(x) of layer il; the batch's keys and values go into the cache."""
+    t = x.shape[0]
+    hd = hp.n_embd_head_k
+    h = ops.rms_norm(x, lw.attn_norm, hp.rms_eps)  # (T, D)
+    q = linear(ops, lw.wq, h).reshape(t, hp.n_head, hd)  # (T, H, d)
+    k = linear(ops, lw.wk, h).reshape(t, hp.n_head_kv, hd)  # (T, Hkv, d)
+    v = linear(ops, lw.wv, h).reshape(t, hp.n_head_kv, hd)  # (T, Hkv, d)
+    q = ops.rope(q, positions, rope)
+    k = ops.rope(k, positions, rope)
+    cache.store(il, positions, k, v)
+    n_kv = kv_pos.size
+    attn = ops.attention(q, cache.k[il, :n_kv], cache.v[il, :n_kv], positions, kv_pos, kq_scale)  # (T, H*d)
+    if hp.arch in ("bitnet", "bitnet-b1.58"):
+        attn = ops.rms_norm(attn, lw.attn_sub_norm, hp.rms_eps)  # (T, H*d)
+    return x + linear(ops, lw.wo, attn)  # (T, D)
+
+
+def _ffn_block(ops: Backend, hp: HParams, lw: LayerWeights, x: np.ndarray) -> np.ndarray:
+    """x + the gated FFN of x (ffn_norm, gate/up, GLU, ffn_sub_norm for bitnet, down)."""
+    h = ops.rms_norm(x, lw.ffn_norm, hp.rms_eps)  # (T, D)
+    gate = linear(ops, lw.ffn_gate, h)  # (T, F)
+    up = linear(ops, lw.ffn_up, h)  # (T, F)
+    if hp.arch == "bitnet-b1.58":
+        act = ops.relu2_glu(gate, up)  # (T, F)
+    else:
+        act = ops.swiglu(gate, up)  # (T, F)
+    if hp.arch in ("bitnet", "bitnet-b1.58"):
+        act = ops.rms_norm(act, lw.ffn_sub_norm, hp.rms_eps)
+    return x + linear(ops, lw.ffn_down, act)  # (T, D)
 
 
 def output_logits(

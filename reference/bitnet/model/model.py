@@ -9,26 +9,37 @@
 Only one sequence per context. `eval(tokens, n_past)` follows llama-cpp-python's
 `Llama.eval`: positions n_past.. are (re)written and anything cached at or after n_past is
 dropped first.
+
+Schedule: a batch is computed as one llama.cpp ubatch, so with a backend in llama.cpp's
+numerics the results are llama.cpp's bits when the tokens are split into evals as
+llama-cpp-python splits them (n_batch chunks of a prompt, then one token per eval; its
+default n_ubatch = n_batch = 512): kernel choices (tinyBLAS, GEMM, tiled) depend on a
+matmul's row count, and only the output rows (all of them with all_logits, else the last)
+go through the last layer's FFN and the output matmul.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from bitnet.errors import ContextLengthExceededError, InferenceError, ModelLoadError
-from bitnet.model.graphs import KVCache, forward, output_logits
+from bitnet.model.graphs import KVCache, finish_rows, forward, output_logits
 from bitnet.model.hparams import HParams, check_architecture, hparams_from_kv
 from bitnet.model.weights import ModelWeights, load_weights
-from bitnet.ops import Backend, default_backend
+from bitnet.ops import Backend, NumpyBackend
 
 KV_DTYPES = {"f32": np.float32, "f16": np.float16}
 
 
 class Model:
-    """A loaded model: GGUF metadata, hyperparameters, weights and the backend that runs them."""
+    """A loaded model: GGUF metadata, hyperparameters, weights and the backend that runs them.
+
+    backend: a `bitnet.ops.Backend`; None gives the numpy reference (`NumpyBackend` with this
+    activation_quant). The API surfaces get theirs from `bitnet.runtime.load_model`.
+    """
 
     def __init__(self, gf: Any, *, backend: Optional[Backend] = None,
                  activation_quant: str = "none") -> None:
@@ -40,7 +51,7 @@ class Model:
             raise ModelLoadError("missing 2-D tensor token_embd.weight")
         self.hparams: HParams = hparams_from_kv(gf.kv, n_vocab=int(embd.shape[1]))
         self.weights: ModelWeights = load_weights(gf, self.hparams)
-        self.backend: Backend = backend or default_backend(activation_quant=activation_quant)
+        self.backend: Backend = backend or NumpyBackend(activation_quant=activation_quant)
 
     @classmethod
     def load(cls, path: Union[str, os.PathLike[str]], *, backend: Optional[Backend] = None,
@@ -85,7 +96,10 @@ class Context:
         self.n_batch = n_batch
         self.cache = KVCache(model.hparams, n_ctx, KV_DTYPES[kv_type])
         self.logits: Optional[np.ndarray] = None  # (n_out, V) of the last eval
-        self.embeddings: Optional[np.ndarray] = None  # (T, D) hidden after output_norm
+        # per batch of the last eval: (hidden (n_out, D) after output_norm, the last layer's
+        # FFN input (T, D) when not every row was an output)
+        self._batches: List[Tuple[np.ndarray, Optional[np.ndarray]]] = []
+        self._embeddings: Optional[np.ndarray] = None
         # called as layer_hook(il, x) with each layer's output (T, D); for per-layer diffs
         self.layer_hook: Optional[Callable[[int, np.ndarray], None]] = None
 
@@ -94,11 +108,23 @@ class Context:
         """Positions currently cached (1 + the largest cached position)."""
         return self.cache.n_used
 
+    @property
+    def embeddings(self) -> Optional[np.ndarray]:
+        """(T, D) hidden states after output_norm of every token of the last eval, as
+        llama.cpp computes them when every token is an output (its embedding mode); rows
+        that were not outputs get their last-layer FFN now. None before any eval."""
+        if self._embeddings is None and self._batches:
+            hp, w, ops = self.model.hparams, self.model.weights, self.model.backend
+            parts = [h if rest is None else finish_rows(ops, hp, w, rest) for h, rest in self._batches]
+            self._embeddings = np.concatenate(parts, axis=0)
+        return self._embeddings
+
     def reset(self) -> None:
         """Empty the KV cache."""
         self.cache.clear()
         self.logits = None
-        self.embeddings = None
+        self._batches = []
+        self._embeddings = None
 
     def kv_cache_seq_rm(self, p0: int, p1: int = -1) -> None:
         """Forget cached positions p0 <= p < p1 (p1 < 0: to the end)."""
@@ -110,7 +136,8 @@ class Context:
 
         n_past defaults to the current `n_past`; positions >= n_past are dropped from the
         cache first. Returns (len(tokens), V) or, with all_logits=False, (1, V) for the last
-        token. Batches longer than n_batch are split (the result does not depend on it).
+        token. Tokens past n_batch go in further batches (see the module docstring: the
+        split is part of llama.cpp's schedule).
         """
         ids = np.asarray(list(tokens), dtype=np.int64)
         if ids.size == 0:
@@ -125,18 +152,17 @@ class Context:
             )
         self.cache.remove(start, -1)
         hp, w, ops = self.model.hparams, self.model.weights, self.model.backend
-        hidden_parts = []
+        self._batches = []
+        self._embeddings = None
         logit_parts = []
         for b0 in range(0, ids.size, self.n_batch):
             chunk = ids[b0 : b0 + self.n_batch]
             positions = np.arange(start + b0, start + b0 + chunk.size, dtype=np.int64)
-            hidden = forward(ops, hp, w, self.cache, chunk, positions, self.layer_hook)  # (t, D)
-            hidden_parts.append(hidden)
-            if all_logits:
-                logit_parts.append(output_logits(ops, w, hidden))
-        self.embeddings = np.concatenate(hidden_parts, axis=0)
-        if all_logits:
-            self.logits = np.concatenate(logit_parts, axis=0)
-        else:
-            self.logits = output_logits(ops, w, self.embeddings, np.array([ids.size - 1]))
+            last = b0 + self.n_batch >= ids.size
+            n_out = chunk.size if all_logits else int(last)  # llama.cpp's output rows
+            hidden, rest = forward(ops, hp, w, self.cache, chunk, positions, self.layer_hook, n_out)
+            self._batches.append((hidden, rest))
+            if n_out:
+                logit_parts.append(output_logits(ops, w, hidden))  # (n_out, V)
+        self.logits = np.concatenate(logit_parts, axis=0)
         return self.logits

@@ -1,0 +1,100 @@
+/* bn_peer.h: shared pieces of the peer-order kernels (llama.cpp's float order), internal.
+ *
+ * The reductions llama.cpp's x86 code ends its sums with, written as plain float adds in their
+ * order so that every ISA variant (and the scalar one) reproduces them:
+ *   hsum_float_8 (arch/x86/quants.c, sgemm.cpp's hsum(__m256)): (v4+v0, v5+v1, v6+v2, v7+v3)
+ *       -> (r0 + r2) + (r1 + r3);
+ *   _mm512_reduce_add_ps (GCC): a[i] = v[8+i] + v[i]; b[i] = a[4+i] + a[i];
+ *       (b0 + b2) + (b1 + b3), which is hsum_float_8 of a.
+ */
+#ifndef BN_PEER_H
+#define BN_PEER_H
+
+#include "bn_common.h"
+#include "bn_api_peer.h"
+
+static inline float bn_hsum8(const float *v) {
+    const float r0 = v[4] + v[0], r1 = v[5] + v[1], r2 = v[6] + v[2], r3 = v[7] + v[3];
+    return (r0 + r2) + (r1 + r3);
+}
+
+static inline float bn_reduce16(const float *v) {
+    float a[8];
+    for (int i = 0; i < 8; i++) a[i] = v[8 + i] + v[i];
+    return bn_hsum8(a);
+}
+
+#if BN_X86
+static inline BN_TARGET_AVX2 float bn_hsum8_avx2(__m256 x) {
+    __m128 r = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
+    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+    r = _mm_add_ss(r, _mm_movehdup_ps(r));
+    return _mm_cvtss_f32(r);
+}
+#endif
+
+/* one row of ggml_v_expf / the softmax core / the SwiGLU row on the picked variant */
+void bn_peer_softmax_row(const float *x, float *y, int64_t K);
+void bn_peer_swiglu_row(const float *g, const float *u, float *y, int64_t F);
+/* rotate one head row of d floats with a bn_peer_rope_cache table (y may alias x) */
+void bn_peer_rope_row(const float *cache, const float *x, float *y, int64_t d, int n_dims, int mode);
+/* the RMS norm of one row (y may alias x) */
+void bn_peer_rms_norm_row(const float *x, const float *w, float *y, int64_t D, float eps);
+
+/* ---- the peer matmul (bn_peer_mm.c) ------------------------------------------------------
+ * Activations are quantized once per row into a buffer of bn_peer_act_row_bytes bytes per row
+ * (llama.cpp's codes and scales, laid out for the kernels); then any (rows, tokens) tile is
+ * computed, each output in llama.cpp's order for a matmul of `T` activation rows. */
+typedef struct {
+    int type, kind;       /* ggml type of the weight; activation kind (BN_ACT_*) */
+    const uint8_t *w;     /* the whole tensor (I2_S: with its trailing scale) */
+    int64_t N, D, T;      /* y (T, N) = x (T, D) @ w (N, D)^T */
+    size_t w_row, a_row;  /* bytes per weight row / activation row */
+    uint8_t *act;         /* (T, a_row) */
+    float w_scale;        /* I2_S per-tensor scale */
+    int order;            /* BN_ORDER_* llama.cpp uses for this shape */
+    int isa;              /* the variant picked at setup */
+} bn_peer_mm;
+
+enum { BN_ACT_F16 = 1, BN_ACT_Q8_0 = 2, BN_ACT_Q8_1 = 3, BN_ACT_Q8_K = 4, BN_ACT_F32 = 5 };
+enum {
+    BN_ORDER_VEC_DOT = 0, /* ggml_vec_dot_* of arch/x86/quants.c (and tinyBLAS_Q0, the same sums) */
+    BN_ORDER_TINYBLAS = 1, /* llamafile tinyBLAS<16> (F16/F32 weights, batches) */
+    BN_ORDER_REPACK = 2,   /* repack.cpp q4_0_8x8 / q4_K_8x8 GEMM and GEMV (Q4_0, Q4_K, N % 8 == 0) */
+    BN_ORDER_TILED = 3     /* tiled/tiled.cpp, the VNNI microkernel (Q4_K, Q5_K, Q6_K, T >= 8) */
+};
+
+int bn_peer_supported(int type);
+size_t bn_peer_act_row_bytes(int type, int64_t D);
+/* plain: the weight is not in llama.cpp's CPU_REPACK buffer although its type repacks (the
+ * bitnet arch's token_embd, multiplied directly as its output matrix) */
+int bn_peer_mm_setup(bn_peer_mm *c, int type, const void *w, int64_t N, int64_t D, int64_t T, void *act);
+void bn_peer_mm_set_plain(bn_peer_mm *c);
+void bn_peer_mm_quantize(const bn_peer_mm *c, const float *x, int64_t t0, int64_t t1);
+void bn_peer_mm_rows(const bn_peer_mm *c, float *y, int64_t ldy, int64_t n0, int64_t n1, int64_t t0, int64_t t1);
+
+/* ---- K-quants (bn_peer_kq.c) ----------------------------------------------------------------
+ * A K-quant activation row also holds the Q8_K bsums (16 int32 per block) after the bias lanes. */
+int bn_peer_is_kquant(int type);
+void bn_peer_kq_rows(const bn_peer_mm *c, float *y, int64_t ldy, int64_t n0, int64_t n1, int64_t t0, int64_t t1);
+
+/* ---- attention and the fused forward (bn_peer_forward.c) ---------------------------------- */
+typedef struct {
+    const uint8_t *k, *v;   /* one layer's cache: (K, Hkv, d) f16 or f32 */
+    int kv_f16;
+    int64_t T, H, Hkv, d, K;
+    const int64_t *q_pos, *kv_pos;
+    float scale;
+    float *out;             /* (T, H*d) */
+} bn_peer_attn;
+
+int64_t bn_peer_attn_scratch(int64_t K, int64_t d);
+void bn_peer_attn_one(const bn_peer_attn *a, int64_t t, int64_t h, const float *qr, float *scratch);
+
+struct bn_model_s;
+int bn_peer_forward(const struct bn_model_s *m, float *x, int64_t T, const int64_t *positions, void *k_cache,
+                    void *v_cache, int kv_f16, int64_t n_ctx, const int64_t *kv_pos, int64_t n_kv, int n_threads,
+                    int64_t n_out, float *out);
+int bn_peer_forward_tail(const struct bn_model_s *m, float *x, int64_t T, int n_threads);
+
+#endif
