@@ -77,9 +77,11 @@ def test_version_and_python_dash_m_bitnet() -> None:
 @pytest.mark.parametrize("command", ["generate", "quantize", "convert", "fix", "inspect"])
 def test_help_shows_the_default_of_every_option(command: str) -> None:
     """Every option with a value or a flag says its default (argparse's `(default: ...)`)."""
+    import re
+
     res = _bitnet(command, "--help")
     assert res.returncode == 0, res.stderr
-    text = res.stdout.split("options:")[-1]  # ("optional arguments:" before Python 3.10)
+    text = re.split(r"\n(?:options|optional arguments):", res.stdout)[-1]  # (the latter < 3.10)
     options = [line for line in text.split("\n\n")[0].splitlines()
                if line.strip().startswith("-") and not line.strip().startswith("-h")]
     assert options
