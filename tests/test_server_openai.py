@@ -339,3 +339,20 @@ def test_embeddings_openai_shape(client: Any, ref: Llama) -> None:
     (one,) = raw.data
     vec = np.frombuffer(base64.b64decode(one.embedding), dtype="<f4")
     assert vec.tolist() == want[0]
+
+
+def test_grammar_field(client: Any) -> None:
+    """llama-cpp-python's `grammar` request field (GBNF) constrains chat and completions."""
+    grammar = 'root ::= "yes" | "no"'
+    chat = client.chat.completions.create(
+        model=ANY_NAME,
+        messages=[{"role": "user", "content": "Is water wet?"}],
+        max_tokens=5,
+        temperature=0,
+        extra_body={"grammar": grammar},
+    )
+    assert chat.choices[0].message.content in ("yes", "no")
+    done = client.completions.create(
+        model=ANY_NAME, prompt="Answer:", max_tokens=5, temperature=0, extra_body={"grammar": grammar}
+    )
+    assert done.choices[0].text in ("yes", "no")
