@@ -1,22 +1,30 @@
 """bitnet.numerics: llama.cpp's CPU float order, op by op (the reference of the default bits).
 
-`PeerBackend` (in `peer`) is a `bitnet.ops.Backend` whose every op rounds as llama.cpp
-0.3.36's CPU backend does; the building blocks (`v_expf`, `f16_dot`, ...) are exported for
-tests that compare single ops.
+`PeerBackend` (in `backend`) is a `bitnet.ops.Backend` whose every op rounds as llama.cpp
+0.3.36's x86 CPU backend does. The modules, from the bottom up:
+
+    floats       fma, horizontal sums, ggml_v_expf, libm: single SIMD steps
+    activations  quantize_row_q8_0 / q8_1 / q8_K (the matmul inputs)
+    codes        a quantized weight as integer codes + scales
+    intsums      exact integer partial sums (which products share a SIMD lane)
+    dots32       Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 matmul orders (vec_dot / tinyBLAS_Q0, q4_0_8x8)
+    dotsk        Q4_K Q5_K Q6_K TQ1_0 TQ2_0 (and I2_S) orders (vec_dot, tiled, q4_K_8x8)
+    f16dot       F16 dot products (tinyBLAS, vec_dot_f16)
+    matmul       which kernel llama.cpp picks for a matmul
+    backend      PeerBackend: the ops of a forward pass
+    build        which llama.cpp builds these orders describe
+
+Each function's docstring states its float order and the llama.cpp symbol it mirrors.
+Nothing here imports the C kernels (bitnet_kernels) or cffi.
 """
 
-from bitnet.numerics.peer import (
-    PeerBackend,
-    emulates_llamacpp_build,
-    f16_dot,
-    int8_block_matmul,
-    peer_backend_available,
-    quantize_q8_simd,
-    reduce_add_16,
-    v_expf,
-)
+from bitnet.numerics.backend import PeerBackend, plain_weights
+from bitnet.numerics.build import emulates_llamacpp_build
+from bitnet.numerics.f16dot import f16_dot
+from bitnet.numerics.floats import v_expf
+from bitnet.numerics.matmul import EXACT_TYPES, kernel_name, quantized_matmul
 
 __all__ = [
-    "PeerBackend", "emulates_llamacpp_build", "f16_dot", "int8_block_matmul", "peer_backend_available",
-    "quantize_q8_simd", "reduce_add_16", "v_expf",
+    "EXACT_TYPES", "PeerBackend", "emulates_llamacpp_build", "f16_dot", "kernel_name", "plain_weights",
+    "quantized_matmul", "v_expf",
 ]
