@@ -74,6 +74,9 @@ class GgmlOracle:
         _sig(base, "ggml_rms_norm", _P, _P, _P, ctypes.c_float)
         _sig(base, "ggml_soft_max_ext", _P, _P, _P, _P, ctypes.c_float, ctypes.c_float)
         _sig(base, "ggml_swiglu_split", _P, _P, _P, _P)
+        for unary in ("ggml_relu", "ggml_sqr"):
+            _sig(base, unary, _P, _P, _P)
+        _sig(base, "ggml_mul", _P, _P, _P, _P)
         _sig(base, "ggml_rope_ext", _P, _P, _P, _P, _P, ctypes.c_int, ctypes.c_int, ctypes.c_int,
              ctypes.c_float, ctypes.c_float, ctypes.c_float, ctypes.c_float, ctypes.c_float, ctypes.c_float)
         _sig(base, "ggml_new_graph", _P, _P)
@@ -240,6 +243,19 @@ class GgmlOracle:
             gt = self._new(ctx, GGML_TYPE_F32, g.shape)
             ut = self._new(ctx, GGML_TYPE_F32, u.shape)
             return int(self.base.ggml_swiglu_split(ctx, gt, ut)), [(gt, g), (ut, u)]
+
+        return self._run(build, g.shape, n_threads)
+
+    def relu_sqr_mul(self, gate: np.ndarray, up: np.ndarray, *, n_threads: int = 1) -> np.ndarray:
+        """build_ffn's LLM_FFN_RELU_SQR + LLM_FFN_PAR: ggml_mul(ggml_sqr(ggml_relu(gate)), up)."""
+        g = np.ascontiguousarray(gate, dtype=np.float32)
+        u = np.ascontiguousarray(up, dtype=np.float32)
+
+        def build(ctx: int, _wctx: int) -> Tuple[int, List[Tuple[int, np.ndarray]]]:
+            gt = self._new(ctx, GGML_TYPE_F32, g.shape)
+            ut = self._new(ctx, GGML_TYPE_F32, u.shape)
+            sq = self.base.ggml_sqr(ctx, self.base.ggml_relu(ctx, gt))
+            return int(self.base.ggml_mul(ctx, sq, ut)), [(gt, g), (ut, u)]
 
         return self._run(build, g.shape, n_threads)
 

@@ -14,6 +14,7 @@ Run only where PeerBackend claims bit-exactness (`emulates_llamacpp_build`).
 from __future__ import annotations
 
 import ctypes
+import ctypes.util
 import os
 import warnings
 from typing import Any, Callable, Dict, List, Tuple
@@ -23,13 +24,8 @@ import pytest
 
 from bitnet.model import Context, Model
 from bitnet.model.graphs import rope_params
-from bitnet.numerics import (
-    PeerBackend,
-    emulates_llamacpp_build,
-    f16_dot,
-    peer_backend_available,
-    v_expf,
-)
+from bitnet.numerics import PeerBackend, emulates_llamacpp_build, f16_dot, v_expf
+from bitnet.numerics.floats import fma
 from bitnet_harness.corpora import SMOLLM2, corpus_path
 
 PROMPT = b"The capital of France is"
@@ -138,14 +134,12 @@ def _llamacpp_emulated() -> bool:
     return emulates_llamacpp_build(llama_cpp.llama_print_system_info().decode())
 
 
-@pytest.fixture(scope="module", params=["c", "numpy"])
-def smollm2_peer(request: Any) -> Model:
-    """SmolLM2 on PeerBackend, its matmuls in the C kernels (AVX2 variant) or in numpy."""
-    if request.param == "c" and not peer_backend_available()[0]:
-        pytest.skip(f"no C kernels for the matmuls: {peer_backend_available()[1]}")
+@pytest.fixture(scope="module")
+def smollm2_peer() -> Model:
+    """SmolLM2-135M Q4_1 on PeerBackend (its numpy matmuls)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return Model.load(corpus_path(SMOLLM2), backend=PeerBackend(use_c=request.param == "c"))
+        return Model.load(corpus_path(SMOLLM2), backend=PeerBackend())
 
 
 def _op_mismatches(d: LlamaCppDump, model: Model, t: int, pos0: int) -> List[Tuple[str, int, int]]:
@@ -200,9 +194,8 @@ def _op_mismatches(d: LlamaCppDump, model: Model, t: int, pos0: int) -> List[Tup
 
 @pytest.mark.llamacpp
 def test_peer_backend_reproduces_llamacpp_tensors(smollm2_peer: Model) -> None:
-    # Measured, with the matmuls in C and in numpy: 0 differing elements in every op of
-    # every layer, for the prefill of PROMPT (5 tokens) and the decode of llama.cpp's next
-    # token; residuals and logits identical.
+    # Measured: 0 differing elements in every op of every layer, for the prefill of PROMPT
+    # (5 tokens) and the decode of llama.cpp's next token; residuals and logits identical.
     if not _llamacpp_emulated():
         pytest.skip("PeerBackend is bit-exact only for llama.cpp's x86 AVX-512 CPU build")
     d = LlamaCppDump(str(corpus_path(SMOLLM2)), _wanted)
@@ -240,12 +233,39 @@ def test_peer_numerics_primitives() -> None:
     ulp = np.spacing(exact.astype(np.float32)).astype(np.float64)
     assert np.max(np.abs(v_expf(x) - exact) / ulp) < 2.5
     assert v_expf(np.array([-np.inf, -120.0, 100.0], dtype=np.float32)).tolist() == [0.0, 0.0, np.inf]
-    # both summation orders of the F16 dot (tinyBLAS for 2+ rows, vec_dot_f16 for one row,
-    # with K % 64 leftovers) are dot products: float32 rounding of the exact sum
+    # both summation orders of the F16 dot (tinyBLAS, vec_dot_f16 with K % 64 leftovers)
+    # are dot products: float32 rounding of the exact sum
     rng = np.random.default_rng(3)
     for k in (64, 80, 256):
         a = rng.standard_normal((5, k)).astype(np.float16).astype(np.float32)
         b = rng.standard_normal((5, k)).astype(np.float16).astype(np.float32)
         ref = (a.astype(np.float64) * b).sum(-1)
-        for rows in (1, 2):
-            np.testing.assert_allclose(f16_dot(a, b, rows), ref, rtol=0, atol=1e-4)
+        for tiny in (False, True):
+            np.testing.assert_allclose(f16_dot(a, b, tinyblas=tiny), ref, rtol=0, atol=1e-4)
+
+
+def _libm_fmaf() -> Callable[[float, float, float], float]:
+    libm = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
+    f = libm.fmaf
+    f.restype = ctypes.c_float
+    f.argtypes = [ctypes.c_float] * 3
+    return f
+
+
+def test_fma_is_exact() -> None:
+    """numerics.floats.fma equals the C library's fmaf bit for bit, also where a float64
+    a*b + c rounds twice (the sum lands on a float32 midpoint)."""
+    fmaf = _libm_fmaf()
+    one_up, one_down = np.float32(1 + 2**-23), np.float32(1 - 2**-23)
+    # (1 + 2^-23)(1 - 2^-23) = 1 - 2^-46: 2^24 + 3 - 2^-46 rounds to 2^24 + 2, but the
+    # float64 sum is the midpoint 2^24 + 3, which ties to 2^24 + 4
+    assert float(fma(one_up, one_down, np.float32(2**24 + 2))) == 2**24 + 2
+    assert float(np.float32(np.float64(one_up) * one_down + (2**24 + 2))) == 2**24 + 4
+    rng = np.random.default_rng(7)
+    a = rng.standard_normal(3000).astype(np.float32) * np.float32(1e3)
+    b = rng.standard_normal(3000).astype(np.float32)
+    c = -(a.astype(np.float64) * b).astype(np.float32)  # cancellation: the product's tail
+    c[::2] = rng.standard_normal(1500).astype(np.float32)
+    ours = fma(a, b, c)
+    ref = np.array([fmaf(float(x), float(y), float(z)) for x, y, z in zip(a, b, c)], dtype=np.float32)
+    assert np.array_equal(ours, ref)

@@ -6,6 +6,7 @@
 Kinds (architecture + weight type of the matmuls):
 
     llama-f16  llama-q8_0  llama-q4_0  llama-q4_1     llama arch, separate `output` tensor
+    llama-q5_0  llama-q5_1  llama-q4_k  llama-q5_k  llama-q6_k
     bitnet-tq1_0  bitnet-tq2_0  bitnet-i2_s           mainline llama.cpp `bitnet` arch:
                                                       ternary weights (scale 1) and the
                                                       per-matmul scale in `.scale` {1} tensors
@@ -74,6 +75,11 @@ KINDS: Dict[str, Kind] = {
     "llama-q8_0": Kind("llama", "Q8_0", "llama"),
     "llama-q4_0": Kind("llama", "Q4_0", "llama"),
     "llama-q4_1": Kind("llama", "Q4_1", "llama"),
+    "llama-q5_0": Kind("llama", "Q5_0", "llama"),
+    "llama-q5_1": Kind("llama", "Q5_1", "llama"),
+    "llama-q4_k": Kind("llama", "Q4_K", "llama"),
+    "llama-q5_k": Kind("llama", "Q5_K", "llama"),
+    "llama-q6_k": Kind("llama", "Q6_K", "llama"),
     "bitnet-tq1_0": Kind("bitnet", "TQ1_0", "bitnet"),
     "bitnet-tq2_0": Kind("bitnet", "TQ2_0", "bitnet"),
     "bitnet-i2_s": Kind("bitnet", "I2_S", "bitnet"),
@@ -81,7 +87,8 @@ KINDS: Dict[str, Kind] = {
 }
 
 # llama_ftype values for general.file_type (MOSTLY_*); I2_S files from bitnet.cpp say 40
-FILE_TYPES = {"F16": 1, "Q8_0": 7, "Q4_0": 2, "Q4_1": 3, "TQ1_0": 36, "TQ2_0": 37, "I2_S": 40}
+FILE_TYPES = {"F16": 1, "Q8_0": 7, "Q4_0": 2, "Q4_1": 3, "Q5_0": 8, "Q5_1": 9, "Q4_K": 15, "Q5_K": 17,
+              "Q6_K": 18, "TQ1_0": 36, "TQ2_0": 37, "I2_S": 40}
 
 
 def _vocab_for(kind: Kind, size: str) -> str:
