@@ -269,3 +269,22 @@ def test_fma_is_exact() -> None:
     ours = fma(a, b, c)
     ref = np.array([fmaf(float(x), float(y), float(z)) for x, y, z in zip(a, b, c)], dtype=np.float32)
     assert np.array_equal(ours, ref)
+
+
+def test_emulated_build_flags() -> None:
+    """The builds PeerBackend reproduces: x86 AVX-512 with FMA and the repack buffer, no AMX;
+    AVX512-FP16 in /proc/cpuinfo does not matter (llama.cpp's non-flash-attention ops never
+    use FP16 arithmetic)."""
+    ours = ("CPU : SSE3 = 1 | SSSE3 = 1 | AVX = 1 | AVX2 = 1 | F16C = 1 | FMA = 1 | BMI2 = 1 | "
+            "AVX512 = 1 | AVX512_VBMI = 1 | AVX512_VNNI = 1 | AVX512_BF16 = 1 | LLAMAFILE = 1 | "
+            "OPENMP = 1 | REPACK = 1 | ")
+    assert emulates_llamacpp_build(ours)
+    assert not emulates_llamacpp_build(ours.replace("AVX512 = 1", "AVX512 = 0"))  # 8-lane code
+    assert not emulates_llamacpp_build(ours.replace("REPACK = 1 | ", ""))  # no q4_0_8x8
+    assert not emulates_llamacpp_build(ours + "AMX_INT8 = 1 | ")  # AMX tiles take the matmuls
+    # and nothing about the machine beyond the build's flags (an AVX512-FP16 CPU made the
+    # bit-exact tests skip before): scripts/setup.sh's build on an AVX-512 CPU is emulated
+    llama_cpp = pytest.importorskip("llama_cpp")
+    info = llama_cpp.llama_print_system_info().decode()
+    if all(f in info for f in ("AVX512 = 1", "FMA = 1", "REPACK = 1")) and "AMX_INT8 = 1" not in info:
+        assert emulates_llamacpp_build(info), info
