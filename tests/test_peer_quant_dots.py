@@ -5,7 +5,7 @@ libggml-cpu through ctypes (`tests/ggml_oracle.py`: the weight in the CPU buffer
 CPU_REPACK buffer as llama.cpp loads model weights; the CPU backend at 1 or 2 threads), so
 that llama.cpp itself picks the kernel -- vec_dot, llamafile's tinyBLAS, the tiled K-quant
 matmul, repack.cpp's GEMV / GEMM -- and `bitnet.numerics.quantized_matmul` /
-`f16_matmul` must give the same float32 bits for every weight type, over
+`float_matmul` must give the same float32 bits for every weight type, over
 test-backend-ops-like shapes: a single row (decode) and batches around each kernel's
 threshold (2, 4, 8 rows), short and multi-block rows, output counts with and without the
 repack / tinyBLAS divisibility.
@@ -30,7 +30,7 @@ from bitnet.ggml_types import QK_K, GGMLType
 from bitnet.model import Model
 from bitnet.numerics import PeerBackend, emulates_llamacpp_build, kernel_name, plain_weights
 from bitnet.numerics.codes import weight_codes
-from bitnet.numerics.matmul import f16_matmul, quantized_matmul
+from bitnet.numerics.matmul import float_matmul, quantized_matmul
 from bitnet.ops import QTensor
 
 from .ggml_oracle import GgmlOracle
@@ -59,6 +59,8 @@ def _weight(type_name: str, n: int, d: int, seed: int) -> QTensor:
     tid = GGMLType[type_name]
     if tid == GGMLType.F16:
         raw = w.astype(np.float16).view(np.uint8).reshape(-1)
+    elif tid == GGMLType.F32:
+        raw = w.astype(np.float32).view(np.uint8).reshape(-1)
     else:
         raw = quants.quantize(w.astype(np.float32), tid)
     return QTensor(name="w", type_id=tid, shape=(d, n), data=raw)
@@ -83,27 +85,29 @@ ROWS = [1, 2, 3, 4, 5, 7, 8, 9, 17]  # decode; tinyBLAS >= 2; GEMM >= 4; tiled >
 
 def _cases() -> Iterator[Tuple[str, int, int]]:
     """(type, n, d): rows of one block and of several; n with and without n % 8 == 0 (the
-    repack condition) and n % 4 (tinyBLAS's for F16); F16 rows with d % 64 leftovers and
-    d % 16 != 0 (vec_dot_f16 only)."""
+    repack condition) and n % 4 (tinyBLAS's for F16 / F32); float rows with d % 64
+    leftovers and d % 16 != 0 (vec_dot only)."""
     for t in BLOCK32:
         yield from ((t, n, d) for n, d in ((16, 32), (40, 96), (13, 544)))
     for t in BLOCK256:
         yield from ((t, n, d) for n, d in ((16, 256), (40, 768), (13, 512)))
-    yield from (("F16", n, d) for n, d in ((16, 64), (12, 80), (13, 144), (16, 40)))
+    for t in ("F16", "F32"):
+        yield from ((t, n, d) for n, d in ((16, 64), (12, 80), (13, 144), (16, 40)))
 
 
 @pytest.mark.parametrize("type_name,n,d", list(_cases()))
 def test_matmul_bits_equal_llamacpp(ggml: GgmlOracle, type_name: str, n: int, d: int) -> None:
-    # Measured: every element equal for every case below (F16 through tinyBLAS and
-    # vec_dot_f16; the 32-blocks through vec_dot / tinyBLAS_Q0 / q4_0_8x8; the K-quants
+    # Measured: every element equal for every case below (F16 / F32 through tinyBLAS and
+    # vec_dot_f16 / _f32; the 32-blocks through vec_dot / tinyBLAS_Q0 / q4_0_8x8; the K-quants
     # through vec_dot, the tiled matmul and q4_K_8x8's GEMV and GEMM; the ternary types).
     w = _weight(type_name, n, d, seed=n * 1000 + d)
     for rows in ROWS:
         x = _activations(rows, d, seed=rows)
         for repack in ((False, True) if type_name in ("Q4_0", "Q4_K") and n % 8 == 0 else (False,)):
             ref = ggml.mul_mat(w.data, w.type_id, n, d, x, repack=repack, n_threads=2 if rows % 2 else 1)
-            if w.type_id == GGMLType.F16:
-                ours = f16_matmul(quants.dequantize(w.data, w.type_id, (n, d)), x)
+            if w.type_id in (GGMLType.F16, GGMLType.F32):
+                wf = quants.dequantize(w.data, w.type_id, (n, d))
+                ours = float_matmul(wf, x, f16=w.type_id == GGMLType.F16)
             else:
                 ours = quantized_matmul(weight_codes(w), x, repack=repack)
             kernel = kernel_name(w.type_id, n, d, rows, repack=repack)

@@ -9,7 +9,7 @@
     intsums      exact integer partial sums (which products share a SIMD lane)
     dots32       Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 matmul orders (vec_dot / tinyBLAS_Q0, q4_0_8x8)
     dotsk        Q4_K Q5_K Q6_K TQ1_0 TQ2_0 (and I2_S) orders (vec_dot, tiled, q4_K_8x8)
-    f16dot       F16 dot products (tinyBLAS, vec_dot_f16)
+    floatdot     F16 / F32 dot products (tinyBLAS, vec_dot_f16 / _f32)
     matmul       which kernel llama.cpp picks for a matmul
     backend      PeerBackend: the ops of a forward pass
     build        which llama.cpp builds these orders describe
@@ -20,7 +20,7 @@ Nothing here imports the C kernels (bitnet_kernels) or cffi.
 
 from bitnet.numerics.backend import PeerBackend, plain_weights
 from bitnet.numerics.build import emulates_llamacpp_build
-from bitnet.numerics.f16dot import f16_dot
+from bitnet.numerics.floatdot import f16_dot
 from bitnet.numerics.floats import v_expf
 from bitnet.numerics.matmul import EXACT_TYPES, kernel_name, quantized_matmul
 

@@ -4,7 +4,7 @@ llama.cpp 0.3.36 as llama-cpp-python ships it (CPU backend, x86-64 AVX-512 build
 default context: no flash attention, F16 KV cache). Each op's order, and where in
 vendor/llama.cpp/ggml/src/ggml-cpu/ it lives:
 
-- matmul: `bitnet.numerics.matmul` (kernel choice) with `dots32` / `dotsk` / `f16dot`.
+- matmul: `bitnet.numerics.matmul` (kernel choice) with `dots32` / `dotsk` / `floatdot`.
 - RMSNorm (ops.cpp ggml_compute_forward_rms_norm_f32): squares in float32 summed in order
   in double (ggml_float); mean rounded to float32; scale = 1.0f/sqrtf(mean + eps);
   y = x * scale, then (build_norm's ggml_mul) y * w, all float32. The bitnet arch's
@@ -22,7 +22,7 @@ vendor/llama.cpp/ggml/src/ggml-cpu/ it lives:
 - relu^2 GLU (llm_graph_context::build_ffn, LLM_FFN_RELU_SQR + LLM_FFN_PAR: ggml_relu,
   ggml_sqr, ggml_mul): r = x > 0 ? x : 0; (r * r) * up in float32.
 - attention (build_attn_mha, no flash attention, F16 cache): kq = K·f16(q) (mul_mat of
-  F16: `f16dot`), softmax(kq*scale + mask), kqv = V·f16(p). llama.cpp's KV view is
+  F16: `floatdot`), softmax(kq*scale + mask), kqv = V·f16(p). llama.cpp's KV view is
   256-padded; the masked cells add exact zeros, so padding to 64 gives the same sums.
 
 Matmul inputs depend on how tokens are batched (tinyBLAS and the tiled / GEMM kernels
@@ -41,9 +41,9 @@ import numpy as np
 from bitnet.ggml_types import GGMLType, tensor_nbytes
 from bitnet.numerics.codes import SUPPORTED as CODE_TYPES
 from bitnet.numerics.codes import WeightCodes, weight_codes
-from bitnet.numerics.f16dot import f16_dot, uses_tinyblas
+from bitnet.numerics.floatdot import f16_dot, uses_tinyblas
 from bitnet.numerics.floats import cosf, f16, fma, powf, reduce_add_16, sinf, v_expf
-from bitnet.numerics.matmul import f16_matmul, quantized_matmul
+from bitnet.numerics.matmul import float_matmul, quantized_matmul
 from bitnet.ops import ROPE_NEOX, ROPE_NORMAL, Backend, NumpyBackend, QTensor, RopeParams
 
 _F32 = np.float32
@@ -113,8 +113,8 @@ class PeerBackend(NumpyBackend):
         w: (N, D); x: (T, D) -> (T, N)."""
         if self.matmul_backend is not None:
             return self.matmul_backend.matmul(w, x)
-        if w.type_id == GGMLType.F16 and _well_formed(w):
-            return f16_matmul(self.weight(w), x)
+        if w.type_id in (GGMLType.F16, GGMLType.F32) and _well_formed(w):
+            return float_matmul(self.weight(w), x, f16=w.type_id == GGMLType.F16)
         if w.type_id in CODE_TYPES and _well_formed(w):
             return quantized_matmul(self.codes(w), x, repack=w.name not in self.plain)
         return super().matmul(w, x)

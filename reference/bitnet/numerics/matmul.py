@@ -14,9 +14,10 @@ inp_out_ids, so T can be smaller there than the batch):
    (the llama arch duplicates a tied embedding into the output buffer, so it repacks).
 2. Q4_K (not repacked), Q5_K, Q6_K with T >= 8 rows: the tiled matmul
    (`dotsk.tiled_kquant`).
-3. F16 with T >= 2, D % 16 == 0, N % 4 == 0; Q8_0, Q4_0, Q5_0 with T >= 2: llamafile's
-   tinyBLAS (`f16dot`, `dots32.lanes8_matmul`: tinyBLAS_Q0_AVX sums like the vec_dot).
-4. Otherwise type_traits_cpu[type].vec_dot per output: `f16dot` (vec_dot_f16),
+3. F16, F32 with T >= 2, D % 16 == 0, N % 4 == 0; Q8_0, Q4_0, Q5_0 with T >= 2:
+   llamafile's tinyBLAS (`floatdot`, `dots32.lanes8_matmul`: tinyBLAS_Q0_AVX sums like the
+   vec_dot).
+4. Otherwise type_traits_cpu[type].vec_dot per output: `floatdot` (vec_dot_f16 / _f32),
    `dots32.lanes8_matmul`, `dotsk.vec_dot_kquant`, `dotsk.vec_dot_ternary`.
 
 Threads split outputs, never a sum, so the thread count changes no bit. The AVX-512
@@ -31,13 +32,14 @@ import numpy as np
 from bitnet.ggml_types import GGMLType
 from bitnet.numerics import dots32, dotsk
 from bitnet.numerics.codes import WeightCodes
-from bitnet.numerics.f16dot import f16_dot, uses_tinyblas
+from bitnet.numerics.floatdot import float_dot, uses_tinyblas
 
 _F32 = np.float32
 
 TILED_MIN_ROWS = 8  # ggml_tiled_min_batch
 REPACK_TYPES = frozenset({GGMLType.Q4_0, GGMLType.Q4_K})  # x86 repacks among our types
-EXACT_TYPES = frozenset({GGMLType.F16}) | dots32.LANES8_TYPES | dotsk.KQUANT_TYPES | dotsk.TERNARY_TYPES
+FLOAT_TYPES = frozenset({GGMLType.F16, GGMLType.F32})
+EXACT_TYPES = FLOAT_TYPES | dots32.LANES8_TYPES | dotsk.KQUANT_TYPES | dotsk.TERNARY_TYPES
 
 
 def repacked(type_id: int, n_out: int) -> bool:
@@ -57,8 +59,8 @@ def kernel_name(type_id: int, n_out: int, n_in: int, n_rows: int, *, repack: boo
         return " + ".join(f"ggml_{k}_{name}_8x8_q8_{act}" for k in kinds)
     if t in dotsk.KQUANT_TYPES and n_rows >= TILED_MIN_ROWS:
         return "ggml_compute_forward_mul_mat_tiled"
-    if t == GGMLType.F16:
-        return "tinyBLAS" if uses_tinyblas(n_rows, n_out, n_in) else "ggml_vec_dot_f16"
+    if t in FLOAT_TYPES:
+        return "tinyBLAS" if uses_tinyblas(n_rows, n_out, n_in) else f"ggml_vec_dot_{name}"
     if t in (GGMLType.Q8_0, GGMLType.Q4_0, GGMLType.Q5_0) and n_rows >= 2:
         return "tinyBLAS_Q0_AVX"
     if t == GGMLType.I2_S:
@@ -68,17 +70,20 @@ def kernel_name(type_id: int, n_out: int, n_in: int, n_rows: int, *, repack: boo
     return f"ggml_vec_dot_{name}_{vec_dot_type}"
 
 
-def f16_matmul(wf: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """ggml_mul_mat of an F16 weight: x rounded to f16, then tinyBLAS or vec_dot_f16 sums
-    (`f16dot`). wf: (N, D) float32 holding the f16 weights; x: (T, D) -> (T, N)."""
-    x16 = np.asarray(x, dtype=_F32).astype(np.float16).astype(_F32)  # (T, D)
-    t, n = x16.shape[0], wf.shape[0]
+def float_matmul(wf: np.ndarray, x: np.ndarray, *, f16: bool) -> np.ndarray:
+    """ggml_mul_mat of an F16 (f16=True: x rounded to f16 first) or F32 weight, summed as
+    tinyBLAS or the vec_dot (`floatdot`). wf: (N, D) float32 (f16 values when f16);
+    x: (T, D) -> (T, N)."""
+    x = np.asarray(x, dtype=_F32)
+    if f16:
+        x = x.astype(np.float16).astype(_F32)  # (T, D)
+    t, n = x.shape[0], wf.shape[0]
     tiny = uses_tinyblas(t, n, wf.shape[1])
     y = np.empty((t, n), dtype=_F32)
     step = max(1, (1 << 22) // max(1, t * wf.shape[1]))  # bound the (T, n, D) products
     for n0 in range(0, n, step):
-        a, b = np.broadcast_arrays(x16[:, None, :], wf[None, n0 : n0 + step, :])
-        y[:, n0 : n0 + step] = f16_dot(a, b, tinyblas=tiny)
+        a, b = np.broadcast_arrays(x[:, None, :], wf[None, n0 : n0 + step, :])
+        y[:, n0 : n0 + step] = float_dot(a, b, tinyblas=tiny, f16=f16)
     return y
 
 
