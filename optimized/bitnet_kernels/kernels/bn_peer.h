@@ -64,6 +64,25 @@ enum {
     BN_ORDER_TILED = 3     /* tiled/tiled.cpp, the VNNI microkernel (Q4_K, Q5_K, Q6_K, T >= 8) */
 };
 
+/* the geometry of a block type (bn_peer_mm.c) */
+typedef struct {
+    int sb;       /* weights per float step (super-block): 32 or 256 (I2_S: a last one may be 128) */
+    int wbytes;   /* bytes per sb in the file (I2_S: 64 per 256) */
+    int offset;   /* activation-side correction: bias = -offset * (sum of 4 codes) */
+    int has_min;  /* Q4_1 / Q5_1: + sum of m * s */
+    int q8k;      /* Q8_K activations (bias = -(bsums[2j] + bsums[2j+1])) */
+    int kq;       /* K-quant (bn_peer_kq.c): the act row also holds the 16 bsums per block */
+} bn_blk_geom;
+int bn_peer_geom(int type, bn_blk_geom *g); /* -1: not a block type */
+int64_t bn_peer_nsb(int type, int64_t D);   /* super-blocks per row */
+
+/* one activation row: codes (D), da, sa (per super-block), bias (8 int32 per super-block) */
+typedef struct {
+    const int8_t *codes;
+    const float *da, *sa;
+    const int32_t *bias;
+} bn_act_row;
+
 int bn_peer_supported(int type);
 size_t bn_peer_act_row_bytes(int type, int64_t D);
 /* plain: the weight is not in llama.cpp's CPU_REPACK buffer although its type repacks (the
@@ -72,6 +91,10 @@ int bn_peer_mm_setup(bn_peer_mm *c, int type, const void *w, int64_t N, int64_t 
 void bn_peer_mm_set_plain(bn_peer_mm *c);
 void bn_peer_mm_quantize(const bn_peer_mm *c, const float *x, int64_t t0, int64_t t1);
 void bn_peer_mm_rows(const bn_peer_mm *c, float *y, int64_t ldy, int64_t n0, int64_t n1, int64_t t0, int64_t t1);
+bn_act_row bn_peer_act_at(const bn_peer_mm *c, int64_t t);
+/* the kernels per family (bn_peer_blk.c, bn_peer_f16.c, bn_peer_kq.c), same arguments */
+void bn_peer_blk_rows(const bn_peer_mm *c, float *y, int64_t ldy, int64_t n0, int64_t n1, int64_t t0, int64_t t1);
+void bn_peer_float_rows(const bn_peer_mm *c, float *y, int64_t ldy, int64_t n0, int64_t n1, int64_t t0, int64_t t1);
 
 /* ---- K-quants (bn_peer_kq.c) ----------------------------------------------------------------
  * A K-quant activation row also holds the Q8_K bsums (16 int32 per block) after the bias lanes. */
