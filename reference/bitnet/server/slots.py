@@ -3,7 +3,7 @@
 `Work` is a request's control block: a cancel flag (set when the client is gone or a shutdown
 drain runs out of time), and what the slot observed (prompt tokens evaluated, tokens sampled,
 the time of the first sampled token). `SlotMixin` makes a Llama class honour it through its
-public methods only: `eval` decodes in n_batch pieces (the batches `Llama.eval` would make, so
+decoding methods: `eval` decodes in n_batch pieces (the batches `Llama.eval` would make, so
 the numbers are the same) and checks the flag before each piece, `sample` counts tokens. A
 cancelled request raises `RequestCancelled` out of the Llama call within one batch or one
 token; the instance stays consistent (its evaluated prefix is reused by the next request).
@@ -20,7 +20,7 @@ import inspect
 import os
 import threading
 import time
-from typing import Any, Dict, Iterator, Optional, Sequence, Type
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Type
 
 from bitnet.server.settings import ModelSettings
 
@@ -67,24 +67,41 @@ class Work:
 
 
 class SlotMixin:
-    """Cancellation and token accounting for a Llama class (see the module docstring)."""
+    """Cancellation and token accounting for a Llama class (see the module docstring).
+
+    Decoding goes through `eval` (llama-cpp-python's generate calls it) and, where the
+    drop-in's generate loop uses its internal `_eval(tokens, all_rows=...)`, through that
+    too: both are cut at n_batch boundaries here, only the outermost call counts tokens."""
 
     work: Optional[Work] = None
     n_batch: int
+    _slot_depth = 0
 
-    def eval(self, tokens: Sequence[int]) -> None:
+    def _pieces(self, tokens: Sequence[int], decode: Callable[[List[int]], None]) -> None:
         work = self.work
-        tokens = list(tokens)
-        if work is None or not tokens:
-            super().eval(tokens)  # type: ignore[misc]
+        tokens = [int(t) for t in tokens]
+        outer = self._slot_depth == 0
+        fits = self.n_tokens + len(tokens) <= self.n_ctx()  # type: ignore[attr-defined]
+        if work is None or not tokens or not fits:  # overflow: the engine raises its own error
+            decode(tokens)
             return
         step = max(int(self.n_batch), 1)
-        for i in range(0, len(tokens), step):
-            work.check()
-            piece = tokens[i : i + step]
-            super().eval(piece)  # type: ignore[misc]
-            if work.first_token_at is None:
-                work.prompt_tokens += len(piece)
+        self._slot_depth += 1
+        try:
+            for i in range(0, len(tokens), step):
+                work.check()
+                piece = tokens[i : i + step]
+                decode(piece)
+                if outer and work.first_token_at is None:
+                    work.prompt_tokens += len(piece)
+        finally:
+            self._slot_depth -= 1
+
+    def eval(self, tokens: Sequence[int]) -> None:
+        self._pieces(tokens, lambda piece: super(SlotMixin, self).eval(piece))  # type: ignore[misc]
+
+    def _eval(self, tokens: Sequence[int], **kwargs: Any) -> None:
+        self._pieces(tokens, lambda piece: super(SlotMixin, self)._eval(piece, **kwargs))  # type: ignore[misc]
 
     def sample(self, *args: Any, **kwargs: Any) -> int:
         work = self.work
