@@ -10,6 +10,7 @@
 #include "bn_common.h"
 #include "bn_api.h"
 #include "bn_api_forward.h"
+#include "bn_selftest.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,21 +19,21 @@
 #define GUARD_BITS 0x7FA5A5A5u /* a NaN payload no kernel produces */
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-static uint32_t rnd(void) { /* xorshift64* */
+uint32_t bn_st_rnd(void) { /* xorshift64* */
     rng_state ^= rng_state >> 12;
     rng_state ^= rng_state << 25;
     rng_state ^= rng_state >> 27;
     return (uint32_t)((rng_state * 2685821657736338717ull) >> 32);
 }
-static float rndf(void) { return ((float)rnd() / 4294967296.0f) * 2.0f - 1.0f; } /* [-1, 1) */
+float bn_st_rndf(void) { return ((float)bn_st_rnd() / 4294967296.0f) * 2.0f - 1.0f; } /* [-1, 1) */
 
-static float *guarded_alloc(size_t n) {
+float *bn_st_guarded_alloc(size_t n) {
     float *p = (float *)malloc(sizeof(float) * (n + 2 * GUARD));
     if (!p) return NULL;
     for (size_t i = 0; i < n + 2 * GUARD; i++) { const uint32_t g = GUARD_BITS; memcpy(&p[i], &g, 4); }
     return p + GUARD;
 }
-static int guards_ok(const float *p, size_t n) {
+int bn_st_guards_ok(const float *p, size_t n) {
     for (size_t i = 0; i < GUARD; i++) {
         uint32_t a, b;
         memcpy(&a, p - GUARD + i, 4);
@@ -41,7 +42,7 @@ static int guards_ok(const float *p, size_t n) {
     }
     return 1;
 }
-static void guarded_free(float *p) { if (p) free(p - GUARD); }
+void bn_st_guarded_free(float *p) { if (p) free(p - GUARD); }
 
 static double nmse(const float *a, const float *ref, size_t n) {
     double num = 0.0, den = 0.0;
@@ -66,21 +67,21 @@ static const wtype WTYPES[] = {
 
 static void fill_weights(const wtype *t, uint8_t *w, int64_t n_rows, int64_t D) {
     const int64_t nblocks = n_rows * (D / t->block);
-    for (int64_t i = 0; i < nblocks * t->size; i++) w[i] = (uint8_t)rnd();
+    for (int64_t i = 0; i < nblocks * t->size; i++) w[i] = (uint8_t)bn_st_rnd();
     if (t->type == BN_F32) {
         float *f = (float *)w;
-        for (int64_t i = 0; i < n_rows * D; i++) f[i] = rndf();
+        for (int64_t i = 0; i < n_rows * D; i++) f[i] = bn_st_rndf();
     } else if (t->type == BN_F16) {
         bn_half *h = (bn_half *)w;
-        for (int64_t i = 0; i < n_rows * D; i++) h[i] = bn_fp32_to_fp16(rndf());
+        for (int64_t i = 0; i < n_rows * D; i++) h[i] = bn_fp32_to_fp16(bn_st_rndf());
     }
     for (int64_t b = 0; b < nblocks; b++) {
         if (t->d_off >= 0) {
-            const bn_half d = bn_fp32_to_fp16(0.01f + 0.02f * (rndf() + 1.0f));
+            const bn_half d = bn_fp32_to_fp16(0.01f + 0.02f * (bn_st_rndf() + 1.0f));
             memcpy(w + b * t->size + t->d_off, &d, 2);
         }
         if (t->m_off >= 0) {
-            const bn_half m = bn_fp32_to_fp16(0.004f * rndf());
+            const bn_half m = bn_fp32_to_fp16(0.004f * bn_st_rndf());
             memcpy(w + b * t->size + t->m_off, &m, 2);
         }
     }
@@ -92,8 +93,8 @@ static void fill_weights(const wtype *t, uint8_t *w, int64_t n_rows, int64_t D) 
 
 static const char *const ISA_NAME[] = {"scalar", "avx2", "avx512", "neon"};
 
-static int check(int ok, int verbose, const char *what, const char *isa, const char *detail, double e) {
-    if (!ok && verbose) fprintf(stderr, "FAIL %s [%s] %s (nmse %.3g)\n", what, isa, detail, e);
+int bn_st_check(int ok, int verbose, const char *what, int isa, const char *detail, double e) {
+    if (!ok && verbose) fprintf(stderr, "FAIL %s [%s] %s (nmse %.3g)\n", what, ISA_NAME[isa], detail, e);
     return ok ? 0 : 1;
 }
 
@@ -110,12 +111,12 @@ static int selftest_attention(const int *isas, int n_isas, int verbose) {
         bn_half *kh = (bn_half *)malloc(sizeof(bn_half) * (size_t)(K * Hkv * d));
         bn_half *vh = (bn_half *)malloc(sizeof(bn_half) * (size_t)(K * Hkv * d));
         int64_t qpos[8], kvpos[16];
-        float *ref = guarded_alloc((size_t)(T * H * d)), *got = guarded_alloc((size_t)(T * H * d));
+        float *ref = bn_st_guarded_alloc((size_t)(T * H * d)), *got = bn_st_guarded_alloc((size_t)(T * H * d));
         if (!q || !kf || !vf || !kh || !vh || !ref || !got) { failures++; goto next; }
-        for (int64_t i = 0; i < T * H * d; i++) q[i] = rndf() * 2.0f;
+        for (int64_t i = 0; i < T * H * d; i++) q[i] = bn_st_rndf() * 2.0f;
         for (int64_t i = 0; i < K * Hkv * d; i++) {
-            kf[i] = rndf();
-            vf[i] = rndf();
+            kf[i] = bn_st_rndf();
+            vf[i] = bn_st_rndf();
             kh[i] = bn_fp32_to_fp16(kf[i]);
             vh[i] = bn_fp32_to_fp16(vf[i]);
         }
@@ -132,12 +133,12 @@ static int selftest_attention(const int *isas, int n_isas, int verbose) {
                     const double e = nmse(got, ref, (size_t)(T * H * d));
                     snprintf(detail, sizeof(detail), "f16=%d peer=%d T=%lld H=%lld Hkv=%lld d=%lld K=%lld", f16, peer,
                              (long long)T, (long long)H, (long long)Hkv, (long long)d, (long long)K);
-                    failures += check(rc == 0 && e <= 1e-10, verbose, "attention", ISA_NAME[isas[k]], detail, e);
-                    failures += check(guards_ok(got, (size_t)(T * H * d)), verbose, "attention guards", ISA_NAME[isas[k]], detail, 0);
+                    failures += bn_st_check(rc == 0 && e <= 1e-10, verbose, "attention", isas[k], detail, e);
+                    failures += bn_st_check(bn_st_guards_ok(got, (size_t)(T * H * d)), verbose, "attention guards", isas[k], detail, 0);
                 }
             }
     next:
-        free(q); free(kf); free(vf); free(kh); free(vh); guarded_free(ref); guarded_free(got);
+        free(q); free(kf); free(vf); free(kh); free(vh); bn_st_guarded_free(ref); bn_st_guarded_free(got);
     }
     return failures;
 }
@@ -160,10 +161,10 @@ static int selftest_forward(const int *isas, int n_isas, int verbose) {
         float *kc = (float *)calloc((size_t)(L * CTX * HKV * HD), sizeof(float));
         float *vc = (float *)calloc((size_t)(L * CTX * HKV * HD), sizeof(float));
         float *x0 = (float *)malloc(sizeof(float) * 3 * D);
-        float *ref = guarded_alloc(3 * D), *got = guarded_alloc(3 * D);
+        float *ref = bn_st_guarded_alloc(3 * D), *got = bn_st_guarded_alloc(3 * D);
         memset(blobs, 0, sizeof(blobs));
         int ok = norms && kc && vc && x0 && ref && got;
-        for (int i = 0; ok && i < 4 * F; i++) norms[i] = 1.0f + 0.1f * rndf();
+        for (int i = 0; ok && i < 4 * F; i++) norms[i] = 1.0f + 0.1f * bn_st_rndf();
         for (int l = 0; ok && l < L; l++) {
             const int64_t shp[7][2] = {{H * HD, D}, {HKV * HD, D}, {HKV * HD, D}, {D, H * HD}, {F, D}, {F, D}, {D, F}};
             bn_linear *lins[7] = {&layers[l].wq, &layers[l].wk, &layers[l].wv, &layers[l].wo, &layers[l].gate, &layers[l].up, &layers[l].down};
@@ -180,7 +181,7 @@ static int selftest_forward(const int *isas, int n_isas, int verbose) {
             }
         }
         if (!ok) { failures++; goto next; }
-        for (int i = 0; i < 3 * D; i++) x0[i] = rndf();
+        for (int i = 0; i < 3 * D; i++) x0[i] = bn_st_rndf();
         for (int mode = 0; mode < 2; mode++)
             for (int pass = 0; pass <= n_isas; pass++) {
                 const int isa = pass == 0 ? BN_ISA_SCALAR : isas[pass - 1];
@@ -207,17 +208,17 @@ static int selftest_forward(const int *isas, int n_isas, int verbose) {
                 }
                 const double e = nmse(got, ref, 3 * D);
                 snprintf(detail, sizeof(detail), "%s mode=%d", t->name, mode);
-                /* mode 0 is float rounding only (measured <= 1e-12); in mode 1 a last-bit
-                 * difference of a SIMD norm can move an activation code by one (measured
-                 * 1.2e-5 for Q4_0 under AVX-512, 2 layers) */
+                /* mode 0 is float rounding only (measured <= 1e-12); mode 1, llama.cpp's
+                 * order, is the same bits in every variant */
                 if (getenv("BN_SELFTEST_PRINT")) fprintf(stderr, "forward %s %s nmse %.3g\n", ISA_NAME[isa], detail, e);
-                failures += check(rc == 0 && e <= (mode ? 1e-4 : 1e-10), verbose, "forward", ISA_NAME[isa], detail, e);
-                failures += check(guards_ok(got, 3 * D), verbose, "forward guards", ISA_NAME[isa], detail, 0);
+                const int same = mode == 0 || memcmp(got, ref, sizeof(float) * 3 * D) == 0;
+                failures += bn_st_check(rc == 0 && same && e <= (mode ? 0.0 : 1e-10), verbose, "forward", isa, detail, e);
+                failures += bn_st_check(bn_st_guards_ok(got, 3 * D), verbose, "forward guards", isa, detail, 0);
             }
     next:
         for (int l = 0; l < L; l++)
             for (int j = 0; j < 7; j++) free(blobs[l][j]);
-        free(norms); free(kc); free(vc); free(x0); guarded_free(ref); guarded_free(got);
+        free(norms); free(kc); free(vc); free(x0); bn_st_guarded_free(ref); bn_st_guarded_free(got);
     }
     return failures;
 }
@@ -243,10 +244,10 @@ int bn_selftest(int verbose) {
             const size_t wbytes = (size_t)(N * (D / t->block) * t->size) + 32;
             uint8_t *w = (uint8_t *)malloc(wbytes);
             float *x = (float *)malloc(sizeof(float) * (size_t)(T * D));
-            float *ref = guarded_alloc((size_t)(T * N)), *got = guarded_alloc((size_t)(T * N));
+            float *ref = bn_st_guarded_alloc((size_t)(T * N)), *got = bn_st_guarded_alloc((size_t)(T * N));
             if (!w || !x || !ref || !got) { failures++; goto next; }
             fill_weights(t, w, N, D);
-            for (int64_t i = 0; i < T * D; i++) x[i] = rndf() * 3.0f;
+            for (int64_t i = 0; i < T * D; i++) x[i] = bn_st_rndf() * 3.0f;
             for (int mode = 0; mode < 2; mode++) {
                 bn_set_isa(BN_ISA_SCALAR);
                 if (bn_matmul(t->type, w, N, D, x, T, ref, mode, 1) != 0) { failures++; continue; }
@@ -258,12 +259,12 @@ int bn_selftest(int verbose) {
                              (long long)N, (long long)D, (long long)T);
                     /* NMSE of a handful of dots is dominated by cancellation in one of them */
                     const double limit = T * N >= 32 ? 1e-9 : 1e-6;
-                    failures += check(rc == 0 && e <= limit, verbose, "matmul", ISA_NAME[isas[k]], detail, e);
-                    failures += check(guards_ok(got, (size_t)(T * N)), verbose, "matmul guards", ISA_NAME[isas[k]], detail, 0);
+                    failures += bn_st_check(rc == 0 && e <= limit, verbose, "matmul", isas[k], detail, e);
+                    failures += bn_st_check(bn_st_guards_ok(got, (size_t)(T * N)), verbose, "matmul guards", isas[k], detail, 0);
                 }
             }
         next:
-            free(w); free(x); guarded_free(ref); guarded_free(got);
+            free(w); free(x); bn_st_guarded_free(ref); bn_st_guarded_free(got);
         }
     }
 
@@ -274,10 +275,10 @@ int bn_selftest(int verbose) {
         float *a = (float *)malloc(sizeof(float) * (size_t)(rows * n));
         float *b = (float *)malloc(sizeof(float) * (size_t)(rows * n));
         float *wt = (float *)malloc(sizeof(float) * (size_t)n);
-        float *ref = guarded_alloc((size_t)(rows * n)), *got = guarded_alloc((size_t)(rows * n));
+        float *ref = bn_st_guarded_alloc((size_t)(rows * n)), *got = bn_st_guarded_alloc((size_t)(rows * n));
         if (!a || !b || !wt || !ref || !got) { failures++; goto next2; }
-        for (int64_t i = 0; i < rows * n; i++) { a[i] = rndf() * 20.0f; b[i] = rndf(); }
-        for (int64_t i = 0; i < n; i++) wt[i] = rndf();
+        for (int64_t i = 0; i < rows * n; i++) { a[i] = bn_st_rndf() * 20.0f; b[i] = bn_st_rndf(); }
+        for (int64_t i = 0; i < n; i++) wt[i] = bn_st_rndf();
         a[0] = -INFINITY; /* a masked score */
         for (int op = 0; op < 4; op++) {
             static const char *const names[] = {"rms_norm", "softmax", "swiglu", "relu2_glu"};
@@ -295,17 +296,18 @@ int bn_selftest(int verbose) {
                         const size_t cnt = op == 0 ? (size_t)(n - 1) : (op == 1 ? (size_t)(rows * n) : (size_t)(rows * n - 1));
                         const double e = nmse(got, ref, cnt);
                         snprintf(detail, sizeof(detail), "%s n=%lld", names[op], (long long)n);
-                        failures += check(e <= 1e-10, verbose, names[op], ISA_NAME[isas[k]], detail, e);
-                        failures += check(guards_ok(got, (size_t)(rows * n)), verbose, "guards", ISA_NAME[isas[k]], detail, 0);
+                        failures += bn_st_check(e <= 1e-10, verbose, names[op], isas[k], detail, e);
+                        failures += bn_st_check(bn_st_guards_ok(got, (size_t)(rows * n)), verbose, "guards", isas[k], detail, 0);
                     }
                 }
             }
         }
     next2:
-        free(a); free(b); free(wt); guarded_free(ref); guarded_free(got);
+        free(a); free(b); free(wt); bn_st_guarded_free(ref); bn_st_guarded_free(got);
     }
     failures += selftest_attention(isas, n_isas, verbose);
     failures += selftest_forward(isas, n_isas, verbose);
+    failures += bn_selftest_peer(isas, n_isas, verbose);
     bn_set_isa(saved_isa);
     if (verbose) fprintf(stderr, "bn_selftest: %d failures (best ISA %s)\n", failures, ISA_NAME[best]);
     return failures;
