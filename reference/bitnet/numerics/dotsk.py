@@ -52,6 +52,8 @@ same bits.
 
 from __future__ import annotations
 
+from typing import Tuple
+
 import numpy as np
 
 from bitnet.ggml_types import QK_K, GGMLType
@@ -65,6 +67,12 @@ _F64 = np.float64
 
 KQUANT_TYPES = frozenset({GGMLType.Q4_K, GGMLType.Q5_K, GGMLType.Q6_K})
 TERNARY_TYPES = frozenset({GGMLType.TQ1_0, GGMLType.TQ2_0, GGMLType.I2_S})
+
+
+def _activations(x: np.ndarray) -> Tuple[Q8KBlocks, np.ndarray]:
+    """x (T, D) quantized to Q8_K, and its codes as (T, D)."""
+    a = quantize_q8_k(x)
+    return a, a.codes.reshape(x.shape[0], -1)
 
 
 def _sub_sums(a: Q8KBlocks, size: int) -> np.ndarray:
@@ -98,9 +106,8 @@ def _steps_first(v: np.ndarray) -> np.ndarray:
 def vec_dot_kquant(w: WeightCodes, x: np.ndarray) -> np.ndarray:
     """y = x @ w.T as ggml_vec_dot_{q4_K,q5_K,q6_K}_q8_K sums it (module docstring).
     w: codes of an (N, D) Q4_K/Q5_K/Q6_K weight; x: (T, D) -> (T, N) float32."""
-    a = quantize_q8_k(x)
+    a, xq = _activations(x)
     t, nb = a.d.shape
-    xq = a.codes.reshape(t, nb * QK_K)
     n = w.q.shape[0]
     s32 = _sub_sums(a, 32)  # (T, nb, 8)
 
@@ -126,9 +133,8 @@ def vec_dot_kquant(w: WeightCodes, x: np.ndarray) -> np.ndarray:
 def tiled_kquant(w: WeightCodes, x: np.ndarray) -> np.ndarray:
     """y = x @ w.T as llama.cpp's tiled K-quant matmul (VNNI microkernel) sums it (module
     docstring). w: codes of an (N, D) Q4_K/Q5_K/Q6_K weight; x: (T, D) -> (T, N)."""
-    a = quantize_q8_k(x)
+    a, xq = _activations(x)
     t, nb = a.d.shape
-    xq = a.codes.reshape(t, nb * QK_K)
     n = w.q.shape[0]
     q6 = w.type_id == GGMLType.Q6_K
     size, bias = (16, 32) if q6 else (32, 0)
@@ -153,9 +159,8 @@ def q4_k_8x8_matmul(w: WeightCodes, x: np.ndarray, *, gemm: bool) -> np.ndarray:
     """y = x @ w.T as the repacked q4_K_8x8 GEMM (gemm=True: accumulates per pair of
     sub-blocks) or GEMV (per block) sums it (module docstring). w: codes of an (N, D)
     Q4_K weight; x: (T, D) -> (T, N) float32."""
-    a = quantize_q8_k(x)
+    a, xq = _activations(x)
     t, nb = a.d.shape
-    xq = a.codes.reshape(t, nb * QK_K)
     n = w.q.shape[0]
     s32 = _sub_sums(a, 32)[:, None]  # (T, 1, nb, 8)
     steps = 4 if gemm else 1  # float accumulations per block
@@ -179,9 +184,8 @@ def q4_k_8x8_matmul(w: WeightCodes, x: np.ndarray, *, gemm: bool) -> np.ndarray:
 def vec_dot_ternary(w: WeightCodes, x: np.ndarray) -> np.ndarray:
     """y = x @ w.T as ggml_vec_dot_tq{1,2}_0_q8_K sum it (module docstring); I2_S alike.
     w: codes of an (N, D) TQ1_0/TQ2_0/I2_S weight; x: (T, D) -> (T, N) float32."""
-    a = quantize_q8_k(x)
+    a, xq = _activations(x)
     t, nb = a.d.shape
-    xq = a.codes.reshape(t, nb * QK_K)
     n = w.q.shape[0]
     ysum = a.bsums.reshape(t, nb, 8, 2).sum(-1).astype(_F32)[:, None]  # (T, 1, nb, 8)
 
