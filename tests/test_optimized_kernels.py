@@ -305,7 +305,7 @@ def test_get_rows_bit_identical(isa: str, name: str) -> None:
     w = QTensor("tok_embd", t_.id, (d, 19), random_weight_bytes(name, 19, d, rng))
     ids = np.array([0, 18, 5, 5, 7])
     got = call_guarded(opt.OptimizedBackend().get_rows, (ids.size, d), w, ids)
-    want = quants.dequantize_rows(w.data, t_.id, (19, d), ids)
+    want = quants.dequantize_rows(w.data, t_.id, (19, d), ids.tolist())
     assert got.tobytes() == want.tobytes()
     with pytest.raises(IndexError):
         opt.OptimizedBackend().get_rows(w, np.array([19]))

@@ -18,6 +18,17 @@ static inline float bn_hsum8(const float *v) {
     return (r0 + r2) + (r1 + r3);
 }
 
+/* the D % 64 tail of ggml_vec_dot_f32 as GCC compiled it (fold-left vectorization of
+ * `sumf += x[i]*y[i]`): whole groups of 16, then one of 8, add their rounded products in
+ * order; the last < 8 elements are contracted to fma. y[i] = get(ctx, i). */
+static inline float bn_f32_dot_tail(float sum, const float *x, float (*get)(const void *, int64_t), const void *ctx,
+                                    int64_t i, int64_t n) {
+    const int64_t left = n - i, end = i + (left / 16) * 16 + (left % 16 >= 8 ? 8 : 0);
+    for (; i < end; i++) sum = sum + x[i] * get(ctx, i);
+    for (; i < n; i++) sum = fmaf(x[i], get(ctx, i), sum);
+    return sum;
+}
+
 static inline float bn_reduce16(const float *v) {
     float a[8];
     for (int i = 0; i < 8; i++) a[i] = v[8 + i] + v[i];

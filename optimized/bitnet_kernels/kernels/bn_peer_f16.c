@@ -7,6 +7,12 @@
 #include "bn_peer.h"
 #include "bn_api.h"
 
+static float f32_at(const void *row, int64_t i) {
+    float v;
+    memcpy(&v, (const uint8_t *)row + 4 * i, 4);
+    return v;
+}
+
 static inline float h2f(const uint8_t *p) {
     bn_half h;
     memcpy(&h, p, 2);
@@ -42,8 +48,7 @@ static float fdot_ref(const bn_peer_mm *c, const uint8_t *row, const float *x) {
         return (float)sum;
     }
     float sum = bn_reduce16(s16);
-    for (int64_t k = np; k < D; k++) sum = fmaf(wval(c, row, k), x[k], sum);
-    return sum;
+    return bn_f32_dot_tail(sum, x, f32_at, row, np, D);
 }
 
 #if BN_X86
@@ -92,9 +97,7 @@ static BN_TARGET_AVX512 void fvec_avx512(const bn_peer_mm *c, int64_t r0, int nr
             for (int64_t k = np; k < D; k++) sum += (double)(h2f(row + 2 * k) * x[k]);
             out[i] = (float)sum;
         } else {
-            float sum = red;
-            for (int64_t k = np; k < D; k++) sum = fmaf(wval(c, row, k), x[k], sum);
-            out[i] = sum;
+            out[i] = bn_f32_dot_tail(red, x, f32_at, row, np, D);
         }
     }
 }

@@ -34,6 +34,12 @@ int64_t bn_peer_attn_scratch(int64_t K, int64_t d) { return pad64(K) + 65 * d + 
 
 static inline float round_f16(float x) { return bn_fp16_to_fp32(bn_fp32_to_fp16(x)); }
 
+static float f32_at(const void *row, int64_t i) {
+    float v;
+    memcpy(&v, (const uint8_t *)row + 4 * i, 4);
+    return v;
+}
+
 static inline float kv_at(const uint8_t *row, int f16, int64_t i) {
     if (f16) {
         bn_half h;
@@ -68,9 +74,7 @@ static inline __attribute__((always_inline)) float peer_dot(const float *q, cons
         for (int64_t i = np; i < n; i++) total += (double)(q[i] * kv_at(kr, 1, i));
         return (float)total;
     }
-    float total = red;
-    for (int64_t i = np; i < n; i++) total = fmaf(q[i], kv_at(kr, 0, i), total);
-    return total;
+    return bn_f32_dot_tail(red, q, f32_at, kr, np, n);
 }
 
 static inline __attribute__((always_inline)) void attn_core(const bn_peer_attn *a, int64_t t, int64_t h,
