@@ -86,13 +86,13 @@ ROWS = [1, 2, 3, 4, 5, 7, 8, 9, 17]  # decode; tinyBLAS >= 2; GEMM >= 4; tiled >
 def _cases() -> Iterator[Tuple[str, int, int]]:
     """(type, n, d): rows of one block and of several; n with and without n % 8 == 0 (the
     repack condition) and n % 4 (tinyBLAS's for F16 / F32); float rows with d % 64
-    leftovers and d % 16 != 0 (vec_dot only)."""
+    leftovers (16- and 8-wide parts and a scalar remainder) and d % 16 != 0 (vec_dot only)."""
     for t in BLOCK32:
         yield from ((t, n, d) for n, d in ((16, 32), (40, 96), (13, 544)))
     for t in BLOCK256:
         yield from ((t, n, d) for n, d in ((16, 256), (40, 768), (13, 512)))
     for t in ("F16", "F32"):
-        yield from ((t, n, d) for n, d in ((16, 64), (12, 80), (13, 144), (16, 40)))
+        yield from ((t, n, d) for n, d in ((16, 64), (12, 80), (13, 144), (16, 40), (8, 100), (16, 7)))
 
 
 @pytest.mark.parametrize("type_name,n,d", list(_cases()))
