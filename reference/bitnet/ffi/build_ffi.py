@@ -117,13 +117,15 @@ def _wrapper(fn: Function) -> str:
         call_args = ", ".join(x for x in ("&r", args) if x)
         return (f"{head} {{\n    {fn.ret} r;\n    memset(&r, 0, sizeof r);\n"
                 f"    if (!bitnet__enter(\"{fn.name}\")) return r;\n"
-                f"    bitnet__py_{fn.name}({call_args});\n    return r;\n}}\n")
-    fail = failure_value(fn)
+                f"    bitnet__py_begin();\n    bitnet__py_{fn.name}({call_args});\n"
+                f"    bitnet__py_end();\n    return r;\n}}\n")
     if fn.ret == "void":
         return (f"{head} {{\n    if (!bitnet__enter(\"{fn.name}\")) return;\n"
-                f"    bitnet__py_{fn.name}({args});\n}}\n")
-    return (f"{head} {{\n    if (!bitnet__enter(\"{fn.name}\")) return {fail};\n"
-            f"    return bitnet__py_{fn.name}({args});\n}}\n")
+                f"    bitnet__py_begin();\n    bitnet__py_{fn.name}({args});\n"
+                f"    bitnet__py_end();\n}}\n")
+    return (f"{head} {{\n    if (!bitnet__enter(\"{fn.name}\")) return {failure_value(fn)};\n"
+            f"    bitnet__py_begin();\n    {fn.ret} r = bitnet__py_{fn.name}({args});\n"
+            f"    bitnet__py_end();\n    return r;\n}}\n")
 
 
 def _stub(fn: Function) -> str:

@@ -71,7 +71,7 @@ def _param(decl: str) -> Param:
 def header_text() -> str:
     """bitnet_ffi.h with its parts (`#include "bitnet_ffi_*.h"`) inlined."""
 
-    def inline(m: "re.Match[str]") -> str:
+    def inline(m: re.Match[str]) -> str:
         return (HEADER.parent / m.group(1)).read_text()
 
     return re.sub(r'^#include "(bitnet_ffi_\w+\.h)"$', inline, HEADER.read_text(), flags=re.M)

@@ -41,7 +41,13 @@ class _LogBridge(logging.Handler):
 
 
 def shutdown() -> None:
-    """Before the interpreter is finalized: drop every handle (models, contexts, samplers)."""
+    """Before the interpreter is finalized: free the samplers chains own (the program frees
+    the samplers it holds; after this they are plain C structs), drop every handle."""
+    for obj in list(HANDLES.values()):
+        if isinstance(obj, samplers.Builtin) and isinstance(obj.impl, samplers.Chain):
+            children, obj.impl.children = obj.impl.children, []
+            for ptr in children:
+                RT.lib.llama_sampler_free(RT.ffi.cast("struct llama_sampler *", ptr))
     for obj in list(HANDLES.values()):
         gguf = getattr(obj, "gguf", None)
         if gguf is not None and hasattr(gguf, "close"):

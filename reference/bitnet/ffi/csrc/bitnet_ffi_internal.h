@@ -14,6 +14,10 @@
  * error set to -1 naming `fn` and the cause. */
 int bitnet__enter(const char *fn);
 
+/* Around Python code: its allocations are not the program's (LeakSanitizer, runtime.c). */
+void bitnet__py_begin(void);
+void bitnet__py_end(void);
+
 /* Set this thread's last error (code 0 clears it; message may be NULL). */
 void bitnet__set_error(int32_t code, const char *message);
 /* printf-style variant for the C parts. */

@@ -15,6 +15,7 @@
 #include <dlfcn.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -130,6 +131,23 @@ static void locate(void) {
     snprintf(program, sizeof program, "%s", BITNET_FFI_BUILD_PYTHON);
 }
 
+/* ---- LeakSanitizer: the interpreter's memory is not the program's ----
+ * CPython does not free everything when it is finalized (extension modules such as numpy keep
+ * static objects), so under LeakSanitizer the allocations made while Python code runs are
+ * marked as intentionally retained (__lsan_disable/__lsan_enable, weak: no-ops without
+ * ASan). What the program owns - batches, its samplers, the C parts of handles - stays checked
+ * (bitnet__py_end around those allocations: see sampler.c). */
+extern void __lsan_disable(void) __attribute__((weak));
+extern void __lsan_enable(void) __attribute__((weak));
+
+void bitnet__py_begin(void) {
+    if (__lsan_disable) __lsan_disable();
+}
+
+void bitnet__py_end(void) {
+    if (__lsan_enable) __lsan_enable();
+}
+
 /* ---- interpreter life cycle ---- */
 
 enum { PY_NEW = 0, PY_READY = 1, PY_FAILED = 2, PY_DONE = 3 };
@@ -160,6 +178,11 @@ static int init_interpreter(void) {
     status = Py_InitializeFromConfig(&config);
     PyConfig_Clear(&config);
     if (PyStatus_Exception(status)) goto fail;
+    /* this thread is Python's main thread: let `threading` know it before any program thread
+     * imports it (signal handlers stay the program's: Python code never installs any) */
+    PyObject *threading = PyImport_ImportModule("threading");
+    if (threading == NULL) PyErr_Clear();
+    Py_XDECREF(threading);
     return 0;
 fail:
     snprintf(start_cause, sizeof start_cause, "%s%s%s", status.func ? status.func : "",
@@ -168,6 +191,91 @@ fail:
 }
 
 static void at_exit(void);
+
+/* The interpreter lives on a thread of its own: it initializes Python, then waits (without
+ * the GIL) until finalization is asked for, and finalizes it. Python's "main thread" is thus
+ * alive whichever thread of the program calls first, calls later or exits (finalizing from
+ * another thread than the one that initialized would wait forever in threading's shutdown). */
+static pthread_t py_thread;
+static pthread_mutex_t th_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t th_cond = PTHREAD_COND_INITIALIZER;
+enum { TH_STARTING = 0, TH_RUNNING = 1, TH_FINALIZE = 2, TH_DONE = 3 };
+static int th_phase;
+static int th_init_rc;
+
+static void th_set(int phase) {
+    pthread_mutex_lock(&th_lock);
+    th_phase = phase;
+    pthread_cond_broadcast(&th_cond);
+    pthread_mutex_unlock(&th_lock);
+}
+
+static void th_wait(int phase) {
+    pthread_mutex_lock(&th_lock);
+    while (th_phase < phase) pthread_cond_wait(&th_cond, &th_lock);
+    pthread_mutex_unlock(&th_lock);
+}
+
+static void *interpreter_thread(void *arg) {
+    (void)arg;
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL); /* signals are the program's */
+    bitnet__py_begin();
+    th_init_rc = init_interpreter();
+    PyThreadState *state = th_init_rc == 0 ? PyEval_SaveThread() : NULL;
+    bitnet__py_end();
+    th_set(TH_RUNNING);
+    th_wait(TH_FINALIZE);
+    if (state != NULL) {
+        bitnet__py_begin();
+        PyEval_RestoreThread(state);
+        Py_FinalizeEx();
+        bitnet__py_end();
+    }
+    th_set(TH_DONE);
+    return NULL;
+}
+
+/* The pending Python exception as one line ("Type: message"); clears it. */
+static void exception_line(char *out, size_t size) {
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    PyObject *text = value ? PyObject_Str(value) : NULL;
+    const char *msg = text ? PyUnicode_AsUTF8(text) : NULL;
+    snprintf(out, size, "%s: %s", type ? ((PyTypeObject *)type)->tp_name : "error", msg ? msg : "");
+    for (char *c = out; *c; c++) {
+        if (*c == '\n') *c = ' ';
+    }
+    Py_XDECREF(text);
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+    PyErr_Clear();
+}
+
+/* Put the package root first on sys.path and check that cffi's backend imports (else cffi
+ * would print a page about it): 0, or -1 with the cause in start_cause. */
+static int prepare_path(void) {
+    PyGILState_STATE gil = PyGILState_Ensure();
+    int rc = 0;
+    PyObject *path = PySys_GetObject("path"); /* borrowed */
+    PyObject *root = import_root[0] ? PyUnicode_DecodeFSDefault(import_root) : NULL;
+    if (path != NULL && root != NULL && PySequence_Contains(path, root) == 0) {
+        PyList_Insert(path, 0, root);
+    }
+    Py_XDECREF(root);
+    PyObject *backend = PyImport_ImportModule("_cffi_backend");
+    if (backend == NULL) {
+        exception_line(start_cause, sizeof start_cause);
+        rc = -1;
+    }
+    Py_XDECREF(backend);
+    PyErr_Clear();
+    PyGILState_Release(gil);
+    return rc;
+}
 
 static int start(void) {
     pthread_mutex_lock(&py_lock);
@@ -178,15 +286,19 @@ static int start(void) {
     }
     locate();
     start_cause[0] = '\0';
+    bitnet__py_begin();
     int ok = 1;
     if (!Py_IsInitialized()) {
-        if (init_interpreter() != 0) {
+        if (pthread_create(&py_thread, NULL, interpreter_thread, NULL) != 0) {
+            snprintf(start_cause, sizeof start_cause, "%s", "cannot create the interpreter's thread");
             ok = 0;
         } else {
+            th_wait(TH_RUNNING);
             py_owned = 1;
-            PyEval_SaveThread(); /* the calls take the GIL as they need it */
+            ok = th_init_rc == 0;
         }
     }
+    if (ok && prepare_path() != 0) ok = 0;
     if (ok && (bitnet__cffi_start() != 0 || start_cause[0] != '\0')) {
         if (start_cause[0] == '\0') snprintf(start_cause, sizeof start_cause, "%s", "cffi start failed");
         ok = 0;
@@ -201,6 +313,7 @@ static int start(void) {
         fflush(stderr);
         __atomic_store_n(&py_state, PY_FAILED, __ATOMIC_RELEASE);
     }
+    bitnet__py_end();
     int s = py_state;
     pthread_mutex_unlock(&py_lock);
     return s;
@@ -224,11 +337,15 @@ int bitnet__enter(const char *fn) {
 static void finalize(void) {
     pthread_mutex_lock(&py_lock);
     if (py_state == PY_READY) {
+        bitnet__py_begin();
         bitnet__py_shutdown();
-        if (py_owned) {
-            PyGILState_Ensure();
-            Py_FinalizeEx();
-        }
+        bitnet__py_end();
+    }
+    if (py_owned) { /* the interpreter's thread finalizes it (or, if it failed, just ends) */
+        th_set(TH_FINALIZE);
+        th_wait(TH_DONE);
+        pthread_join(py_thread, NULL);
+        py_owned = 0;
     }
     if (py_state == PY_READY || py_state == PY_NEW) py_state = PY_DONE;
     pthread_mutex_unlock(&py_lock);

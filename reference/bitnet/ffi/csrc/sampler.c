@@ -3,23 +3,26 @@
  * Python side - is a C struct dispatched through its iface, as in llama.cpp. A registry of the
  * live ones makes freed or foreign pointers fail with -9 instead of crashing. */
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "bitnet_ffi_internal.h"
 
-/* ---- registry (a growable array; programs hold a handful of samplers) ---- */
+/* ---- registry (a growable array; programs hold a handful of samplers) ----
+ * The pointers are stored masked, so that LeakSanitizer does not see the registry as a
+ * reference: a sampler the program never frees is reported as its leak. */
 
+#define MASK ((uintptr_t)0x5a5a5a5a5a5a5a5aULL)
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
-static const struct llama_sampler **reg;
+static uintptr_t *reg;
 static size_t reg_n, reg_cap;
 
 static int reg_add(const struct llama_sampler *s) {
     pthread_mutex_lock(&reg_lock);
     if (reg_n == reg_cap) {
         size_t cap = reg_cap ? reg_cap * 2 : 64;
-        const struct llama_sampler **grown =
-            (const struct llama_sampler **)realloc((void *)reg, cap * sizeof *reg);
+        uintptr_t *grown = (uintptr_t *)realloc(reg, cap * sizeof *reg);
         if (grown == NULL) {
             pthread_mutex_unlock(&reg_lock);
             return 0;
@@ -27,7 +30,7 @@ static int reg_add(const struct llama_sampler *s) {
         reg = grown;
         reg_cap = cap;
     }
-    reg[reg_n++] = s;
+    reg[reg_n++] = (uintptr_t)s ^ MASK;
     pthread_mutex_unlock(&reg_lock);
     return 1;
 }
@@ -36,14 +39,14 @@ static int reg_remove(const struct llama_sampler *s) {
     int found = 0;
     pthread_mutex_lock(&reg_lock);
     for (size_t i = reg_n; i-- > 0;) {
-        if (reg[i] == s) {
+        if (reg[i] == ((uintptr_t)s ^ MASK)) {
             reg[i] = reg[--reg_n];
             found = 1;
             break;
         }
     }
-    if (reg_n == 0) { /* nothing live: give the array back (clean exit under LeakSanitizer) */
-        free((void *)reg);
+    if (reg_n == 0) { /* nothing live: give the array back */
+        free(reg);
         reg = NULL;
         reg_cap = 0;
     }
@@ -56,7 +59,7 @@ int bitnet__sampler_is_live(const struct llama_sampler *s) {
     if (s == NULL) return 0;
     pthread_mutex_lock(&reg_lock);
     for (size_t i = 0; i < reg_n; i++) {
-        if (reg[i] == s) {
+        if (reg[i] == ((uintptr_t)s ^ MASK)) {
             found = 1;
             break;
         }
@@ -76,37 +79,53 @@ static int check(const struct llama_sampler *s, const char *fn) {
 
 static intptr_t handle_of(const struct llama_sampler *s) { return (intptr_t)s->ctx; }
 
-/* After llama_backend_free the Python side is gone: the built-in samplers then do nothing. */
+/* Calls into the Python side (after llama_backend_free it is gone: then they do nothing). */
+#define PY_CALL(fn, call)                   \
+    do {                                    \
+        if (bitnet__enter(fn)) {            \
+            bitnet__py_begin();             \
+            call;                           \
+            bitnet__py_end();               \
+        }                                   \
+    } while (0)
+
 static const char *py_name(const struct llama_sampler *s) {
-    return bitnet__enter("llama_sampler_name") ? bitnet__py_sampler_name(handle_of(s)) : NULL;
+    const char *name = NULL;
+    PY_CALL("llama_sampler_name", name = bitnet__py_sampler_name(handle_of(s)));
+    return name;
 }
 static void py_accept(struct llama_sampler *s, llama_token t) {
-    if (bitnet__enter("llama_sampler_accept")) bitnet__py_sampler_accept(handle_of(s), t);
+    PY_CALL("llama_sampler_accept", bitnet__py_sampler_accept(handle_of(s), t));
 }
 static void py_apply(struct llama_sampler *s, llama_token_data_array *c) {
-    if (bitnet__enter("llama_sampler_apply")) bitnet__py_sampler_apply(handle_of(s), c);
+    PY_CALL("llama_sampler_apply", bitnet__py_sampler_apply(handle_of(s), c));
 }
 static void py_reset(struct llama_sampler *s) {
-    if (bitnet__enter("llama_sampler_reset")) bitnet__py_sampler_reset(handle_of(s));
+    PY_CALL("llama_sampler_reset", bitnet__py_sampler_reset(handle_of(s)));
 }
 static void py_free(struct llama_sampler *s) {
-    if (bitnet__enter("llama_sampler_free")) bitnet__py_sampler_free(handle_of(s));
+    PY_CALL("llama_sampler_free", bitnet__py_sampler_free(handle_of(s)));
 }
 static struct llama_sampler *py_clone(const struct llama_sampler *s) {
-    if (!bitnet__enter("llama_sampler_clone")) return NULL;
-    intptr_t h = bitnet__py_sampler_clone(handle_of(s));
+    intptr_t h = 0;
+    PY_CALL("llama_sampler_clone", h = bitnet__py_sampler_clone(handle_of(s)));
     return h ? bitnet__sampler_new_builtin(h) : NULL;
 }
 static void py_copy(const struct llama_sampler *src, struct llama_sampler *dst) {
-    if (bitnet__enter("llama_sampler_copy")) bitnet__py_sampler_copy(handle_of(src), handle_of(dst));
+    PY_CALL("llama_sampler_copy", bitnet__py_sampler_copy(handle_of(src), handle_of(dst)));
 }
 
 static struct llama_sampler_i builtin_iface = {
     py_name, py_accept, py_apply, py_reset, py_clone, py_free, NULL, NULL, NULL, NULL, NULL, py_copy,
 };
 
+/* Called from Python code: the struct is the program's (it frees it), so it is allocated with
+ * LeakSanitizer watching. */
 struct llama_sampler *bitnet__sampler_new_builtin(intptr_t handle) {
-    return llama_sampler_init(&builtin_iface, (llama_sampler_context_t)handle);
+    bitnet__py_end();
+    struct llama_sampler *s = llama_sampler_init(&builtin_iface, (llama_sampler_context_t)handle);
+    bitnet__py_begin();
+    return s;
 }
 
 intptr_t bitnet__sampler_builtin_handle(const struct llama_sampler *s) {
