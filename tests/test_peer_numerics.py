@@ -26,7 +26,10 @@ from bitnet.model import Context, Model
 from bitnet.model.graphs import rope_params
 from bitnet.numerics import PeerBackend, emulates_llamacpp_build, f16_dot, v_expf
 from bitnet.numerics.floats import fma
+from bitnet.ops import ROPE_NEOX, ROPE_NORMAL, RopeParams
 from bitnet_harness.corpora import SMOLLM2, corpus_path
+
+from .ggml_oracle import GgmlOracle
 
 PROMPT = b"The capital of France is"
 
@@ -288,3 +291,46 @@ def test_emulated_build_flags() -> None:
     info = llama_cpp.llama_print_system_info().decode()
     if all(f in info for f in ("AVX512 = 1", "FMA = 1", "REPACK = 1")) and "AMX_INT8 = 1" not in info:
         assert emulates_llamacpp_build(info), info
+
+
+@pytest.fixture(scope="module")
+def ggml() -> GgmlOracle:
+    if not _llamacpp_emulated():
+        pytest.skip("PeerBackend is bit-exact only for llama.cpp's x86 AVX-512 CPU build")
+    return GgmlOracle()
+
+
+@pytest.mark.llamacpp
+def test_elementwise_ops_bits_equal_libggml(ggml: GgmlOracle) -> None:
+    """Each non-matmul op as llama.cpp's ggml computes it (one-op graphs): RMSNorm; softmax
+    (scaled, masked) and SwiGLU with lengths that leave a libm tail after the 16-lane groups;
+    RoPE in both modes with partial rotation, other bases, YaRN, frequency factors and
+    attn_factor; relu^2 GLU (llama.cpp's LLM_FFN_RELU_SQR + PAR ops: bitnet-b1.58's FFN,
+    which no llama.cpp model runs). Measured: every element equal."""
+    rng = np.random.default_rng(7)
+    be = PeerBackend()
+    for d in (576, 100, 7):
+        x = (rng.standard_normal((5, d)) * 3).astype(np.float32)
+        assert np.array_equal(be.rms_norm(x, None, 1e-5), ggml.rms_norm(x, 1e-5)), d
+    for k in (256, 37, 16, 300, 5):
+        x = (rng.standard_normal((6, k)) * 4).astype(np.float32)
+        mask = np.where(rng.random((6, k)) < 0.3, -np.inf, 0).astype(np.float32)
+        mask[:, 0] = 0
+        assert np.array_equal(be.softmax(x * np.float32(0.125) + mask), ggml.soft_max(x, 0.125, mask)), k
+    for f in (1536, 100, 37):
+        g = (rng.standard_normal((3, f)) * 4).astype(np.float32)
+        u = rng.standard_normal((3, f)).astype(np.float32)
+        assert np.array_equal(be.swiglu(g, u), ggml.swiglu(g, u)), f
+    gate = rng.standard_normal((7, 300)).astype(np.float32) * np.float32(30.0)
+    gate[0, :8] = [0.0, -0.0, np.inf, -np.inf, 1e-30, -1e-30, 3e19, 1e-20]
+    up = rng.standard_normal((7, 300)).astype(np.float32)
+    assert np.array_equal(be.relu2_glu(gate, up), ggml.relu_sqr_mul(gate, up), equal_nan=True)
+    pos = np.array([0, 5, 77, 4000])
+    yarn = {"ext_factor": 1.0, "freq_scale": 0.25, "n_ctx_orig": 2048}
+    for mode in (ROPE_NORMAL, ROPE_NEOX):
+        for n_dims, d, kw in ((64, 64, {}), (32, 64, {}), (64, 64, {"freq_base": 500000.0}), (64, 64, yarn),
+                              (64, 64, {"freq_factors": np.linspace(1, 4, 32, dtype=np.float32)}),
+                              (128, 128, dict(yarn, freq_base=500000.0, attn_factor=1.2))):
+            x = (rng.standard_normal((4, 3, d)) * 3).astype(np.float32)
+            ours = be.rope(x, pos, RopeParams(n_dims=n_dims, mode=mode, **kw))
+            assert np.array_equal(ours, ggml.rope(x, pos, n_dims, mode, **kw)), (mode, n_dims, kw)

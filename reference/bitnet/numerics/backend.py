@@ -13,12 +13,15 @@ vendor/llama.cpp/ggml/src/ggml-cpu/ it lives:
   (done by the graph, `bitnet.model.graphs.linear`).
 - RoPE (ops.cpp ggml_rope_cache_init, rope_yarn, rotate_pairs): theta_scale =
   powf(base, -2.0f/n_dims); theta starts at the position and is multiplied by theta_scale
-  in float32 per pair; cos/sin from libm times attn_factor; the rotation compiled with FMA
-  contraction: fma(x0, cos, -(x1*sin)) and fma(x0, sin, x1*cos).
+  in float32 per pair; frequency factors divide it, YaRN mixes (`PeerBackend._cos_sin`);
+  cos/sin from libm times the magnitude; the rotation compiled with FMA contraction:
+  fma(x0, cos, -(x1*sin)) and fma(x0, sin, x1*cos).
 - softmax (ops.cpp ggml_compute_forward_soft_max_f32, vec.cpp ggml_vec_soft_max_f32):
   max, ggml_v_expf(x - max) per element, each 16-lane group reduced in float32
-  (_mm512_reduce_add_ps) and those partial sums added in double, times (float)(1.0/sum).
-- SwiGLU (vec.cpp ggml_vec_swiglu_f32): x / (1 + ggml_v_expf(-x)) * g in float32.
+  (_mm512_reduce_add_ps) and those partial sums added in double, times (float)(1.0/sum);
+  the K % 16 tail with libm expf.
+- SwiGLU (vec.cpp ggml_vec_swiglu_f32): x / (1 + ggml_v_expf(-x)) * g in float32; the
+  F % 16 tail with libm expf.
 - relu^2 GLU (llm_graph_context::build_ffn, LLM_FFN_RELU_SQR + LLM_FFN_PAR: ggml_relu,
   ggml_sqr, ggml_mul): r = x > 0 ? x : 0; (r * r) * up in float32.
 - attention (build_attn_mha, no flash attention, F16 cache): kq = K·f16(q) (mul_mat of
@@ -27,14 +30,14 @@ vendor/llama.cpp/ggml/src/ggml-cpu/ it lives:
 
 Matmul inputs depend on how tokens are batched (tinyBLAS and the tiled / GEMM kernels
 take T >= 2, 4 or 8 rows): evaluate on llama.cpp's schedule (a prompt in one batch, then
-one token per eval) to get its bits. Not emulated: flash attention, YaRN and rope
-frequency factors (the parent's RoPE runs), ALiBi, soft-capping, weight types outside
-`matmul.EXACT_TYPES` (the parent's "peer" activation rounding, close but not exact).
+one token per eval) to get its bits. Not emulated: flash attention, M-RoPE / vision RoPE
+(the parent's runs), ALiBi, soft-capping, weight types outside `matmul.EXACT_TYPES` (the
+parent's "peer" activation rounding, close but not exact).
 """
 
 from __future__ import annotations
 
-from typing import AbstractSet, Dict, Optional, Tuple
+from typing import AbstractSet, Any, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -42,7 +45,7 @@ from bitnet.ggml_types import GGMLType, tensor_nbytes
 from bitnet.numerics.codes import SUPPORTED as CODE_TYPES
 from bitnet.numerics.codes import WeightCodes, weight_codes
 from bitnet.numerics.floatdot import f16_dot, uses_tinyblas
-from bitnet.numerics.floats import cosf, f16, fma, powf, reduce_add_16, sinf, v_expf
+from bitnet.numerics.floats import cosf, expf, f16, fma, logf, powf, reduce_add_16, sinf, v_expf
 from bitnet.numerics.matmul import float_matmul, quantized_matmul
 from bitnet.ops import ROPE_NEOX, ROPE_NORMAL, Backend, NumpyBackend, QTensor, RopeParams
 
@@ -55,6 +58,18 @@ def plain_weights(arch: str) -> AbstractSet[str]:
     the `bitnet` arch's output matmul reads token_embd (its graph's FIXME) where the
     other archs use a duplicated `output` tensor."""
     return frozenset({"token_embd.weight"}) if arch == "bitnet" else frozenset()
+
+
+def _yarn_corr_dims(p: RopeParams) -> Tuple[np.float32, np.float32]:
+    """ggml_rope_yarn_corr_dims (ggml.c, float32, no FMA): the dims where YaRN's ramp starts
+    and ends, floor / ceil of n_dims * logf(n_ctx_orig / (n_rot * 2 * pi)) / (2 * logf(base))."""
+    def corr_dim(n_rot: float) -> np.float32:
+        arg = _F32(p.n_ctx_orig) / (_F32(n_rot) * _F32(2.0) * _F32(np.pi))
+        return _F32(_F32(p.n_dims) * _F32(logf(float(arg)))) / (_F32(2.0) * _F32(logf(p.freq_base)))
+
+    start = np.floor(corr_dim(p.beta_fast))
+    end = np.ceil(corr_dim(p.beta_slow))
+    return _F32(max(_F32(0.0), start)), _F32(min(_F32(p.n_dims - 1), end))
 
 
 def _pad(x: np.ndarray, axis: int, multiple: int) -> np.ndarray:
@@ -94,7 +109,8 @@ class PeerBackend(NumpyBackend):
         super().__init__(activation_quant="peer")
         self.matmul_backend = matmul_backend
         self.plain = frozenset(plain)
-        self._rope_cache: Dict[Tuple[int, int, float, float, float], Tuple[np.ndarray, np.ndarray]] = {}
+        # (position, RoPE parameters) -> (cos, sin) of ggml_rope_cache_init
+        self._rope_cache: Dict[Tuple[Any, ...], Tuple[np.ndarray, np.ndarray]] = {}
         # id(w) -> (w, its codes); holding w keeps its id from being reused
         self._codes: Dict[int, Tuple[QTensor, WeightCodes]] = {}
 
@@ -141,28 +157,47 @@ class PeerBackend(NumpyBackend):
         return y
 
     def _cos_sin(self, pos: int, p: RopeParams) -> Tuple[np.ndarray, np.ndarray]:
-        """ggml_rope_cache_init for one position (no YaRN, no freq factors)."""
-        key = (pos, p.n_dims, p.freq_base, p.freq_scale, p.attn_factor)
+        """ggml_rope_cache_init + rope_yarn for one position: theta starts at pos and is
+        multiplied by theta_scale per pair (float32); per pair theta_extrap = theta / ff,
+        theta_interp = freq_scale * theta_extrap; with YaRN (ext_factor != 0)
+        theta = fma(theta_interp, 1 - ramp_mix, theta_extrap * ramp_mix) and the magnitude
+        attn_factor * fma(0.1f, logf(1/freq_scale), 1); cos/sin = cosf/sinf(theta) * it."""
+        ff = p.freq_factors
+        key = (pos, p.n_dims, p.freq_base, p.freq_scale, p.attn_factor, p.ext_factor, p.n_ctx_orig,
+               p.beta_fast, p.beta_slow, None if ff is None else np.asarray(ff, dtype=_F32).tobytes())
         hit = self._rope_cache.get(key)
         if hit is not None:
             return hit
+        half = p.n_dims // 2
         theta_scale = _F32(powf(p.freq_base, float(_F32(-2.0) / _F32(p.n_dims))))
+        fs, ext = _F32(p.freq_scale), _F32(p.ext_factor)
+        ms = _F32(p.attn_factor)
+        low = high = _F32(0.0)
+        if ext != 0:
+            low, high = _yarn_corr_dims(p)
+            ms = ms * fma(_F32(0.1), _F32(logf(float(_F32(1.0) / fs))), _F32(1.0))
+        factors = np.ones(half, dtype=_F32) if ff is None else np.asarray(ff, dtype=_F32)[:half]
         theta = _F32(pos)
-        fs, ms = _F32(p.freq_scale), _F32(p.attn_factor)
-        cos = np.empty(p.n_dims // 2, dtype=_F32)
-        sin = np.empty(p.n_dims // 2, dtype=_F32)
-        for i in range(p.n_dims // 2):
-            th = float(fs * theta)
-            cos[i] = _F32(cosf(th)) * ms
-            sin[i] = _F32(sinf(th)) * ms
+        cos = np.empty(half, dtype=_F32)
+        sin = np.empty(half, dtype=_F32)
+        for i in range(half):
+            extrap = _F32(theta / factors[i])
+            th = _F32(fs * extrap)
+            if ext != 0:
+                y = (_F32(i) - low) / max(_F32(0.001), _F32(high - low))
+                mix = _F32((_F32(1.0) - min(_F32(1.0), max(_F32(0.0), _F32(y)))) * ext)
+                th = fma(th, _F32(1.0) - mix, _F32(extrap * mix))
+            cos[i] = _F32(cosf(float(th))) * ms
+            sin[i] = _F32(sinf(float(th))) * ms
             theta = _F32(theta * theta_scale)
         self._rope_cache[key] = (cos, sin)
         return cos, sin
 
     def rope(self, x: np.ndarray, positions: np.ndarray, p: RopeParams) -> np.ndarray:
-        """ggml_rope_ext: float32 theta recurrence, libm cosf/sinf, FMA-contracted rotation.
-        x: (T, H, d); positions: (T,) -> (T, H, d). YaRN / freq factors: the parent's."""
-        if p.ext_factor != 0.0 or p.freq_factors is not None or p.mode not in (ROPE_NORMAL, ROPE_NEOX):
+        """ggml_rope_ext (NORMAL / NEOX, YaRN, frequency factors, n_dims <= d): the cache of
+        `_cos_sin`, then the rotation compiled with FMA contraction:
+        (fma(x0, cos, -(x1*sin)), fma(x0, sin, x1*cos)). x: (T, H, d); positions: (T,)."""
+        if p.mode not in (ROPE_NORMAL, ROPE_NEOX):
             return super().rope(x, positions, p)
         x = np.asarray(x, dtype=_F32)
         n = p.n_dims
@@ -181,25 +216,32 @@ class PeerBackend(NumpyBackend):
 
     def softmax(self, x: np.ndarray) -> np.ndarray:
         """ggml_vec_soft_max_f32 over the last axis (already scaled and masked; -inf =
-        masked): ggml_v_expf, 16-lane float32 partial sums added in double, times
-        (float)(1/sum). (..., K) -> (..., K)."""
+        masked): ggml_v_expf(x - max) per 16-lane group, each group reduced in float32
+        (_mm512_reduce_add_ps) and added to a double sum; the K % 16 tail by libm expf,
+        added one by one; then times (float)(1.0/sum). (..., K) -> (..., K)."""
         x = np.asarray(x, dtype=_F32)
         k = x.shape[-1]
+        main = k - k % 16
         m = np.max(x, axis=-1, keepdims=True)
         m = np.where(np.isfinite(m), m, _F32(0.0)).astype(_F32)
         with np.errstate(invalid="ignore"):
-            e = v_expf(x - m)
+            d = x - m
+            e = np.concatenate([v_expf(d[..., :main]), expf(d[..., main:])], axis=-1)
         e = np.where(np.isneginf(x), _F32(0.0), e).astype(_F32)
-        ep = _pad(e, -1, 16)
-        parts = reduce_add_16(ep.reshape(tuple(ep.shape[:-1]) + (-1, 16))).astype(np.float64)
-        total = np.cumsum(parts, axis=-1)[..., -1:]  # in order, in double
+        groups = reduce_add_16(e[..., :main].reshape(tuple(e.shape[:-1]) + (-1, 16)))
+        terms = np.concatenate([groups, e[..., main:]], axis=-1).astype(np.float64)
+        total = np.cumsum(terms, axis=-1)[..., -1:] if terms.shape[-1] else np.zeros(e.shape[:-1] + (1,))
         inv = np.where(total > 0, 1.0 / np.where(total > 0, total, 1.0), 0.0).astype(_F32)
-        return (e * inv)[..., :k]
+        return e * inv
 
     def swiglu(self, gate: np.ndarray, up: np.ndarray) -> np.ndarray:
-        """ggml_vec_swiglu_f32: gate / (1 + ggml_v_expf(-gate)) * up. (T, F) -> (T, F)."""
+        """ggml_vec_swiglu_f32: ggml_v_silu(x) = x / (1 + ggml_v_expf(0 - x)) times g per
+        16-lane group; the F % 16 tail by ggml_silu_f32 (libm expf). (T, F) -> (T, F)."""
         g = np.asarray(gate, dtype=_F32)
-        return (g / (_F32(1.0) + v_expf(_F32(0.0) - g))) * np.asarray(up, dtype=_F32)
+        main = g.shape[-1] - g.shape[-1] % 16
+        with np.errstate(over="ignore"):
+            e = np.concatenate([v_expf(_F32(0.0) - g[..., :main]), expf(-g[..., main:])], axis=-1)
+        return (g / (_F32(1.0) + e)) * np.asarray(up, dtype=_F32)
 
     def relu2_glu(self, gate: np.ndarray, up: np.ndarray) -> np.ndarray:
         """ggml_relu, ggml_sqr, ggml_mul: r = gate > 0 ? gate : 0; (r * r) * up.

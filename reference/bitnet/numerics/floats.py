@@ -11,7 +11,8 @@ bits:
 - `hsum_float_4`: the 4-lane tail of hsum_float_8 (_mm_movehl_ps + _mm_movehdup_ps).
 - `reduce_add_16`: GCC's _mm512_reduce_add_ps (llamafile's hsum(__m512), vec_dot_f16).
 - `v_expf`: vec.h ggml_v_expf, AVX-512 variant.
-- `cosf`, `sinf`, `powf`: the C library's, as ggml_rope_cache_init calls them.
+- `cosf`, `sinf`, `powf`, `logf`, `expf`: the C library's, as ggml_rope_cache_init and the
+  scalar tails of ggml's vector loops call them.
 - `f16`: round to IEEE half and back (F16C _mm512_cvtps_ph with round-to-nearest-even).
 """
 
@@ -36,7 +37,7 @@ def _load_libm() -> Optional[ctypes.CDLL]:
         lib = ctypes.CDLL(name or "libm.so.6")
     except OSError:
         return None
-    for fn, nargs in (("cosf", 1), ("sinf", 1), ("powf", 2)):
+    for fn, nargs in (("cosf", 1), ("sinf", 1), ("powf", 2), ("expf", 1), ("logf", 1)):
         f = getattr(lib, fn)
         f.restype = ctypes.c_float
         f.argtypes = [ctypes.c_float] * nargs
@@ -54,6 +55,21 @@ def cosf(x: float) -> float:
 def sinf(x: float) -> float:
     """libm sinf (float64 sin rounded to float32 where libm cannot be loaded)."""
     return float(_libm.sinf(x)) if _libm is not None else float(_F32(np.sin(_F64(x))))
+
+
+def logf(x: float) -> float:
+    """libm logf (float64 log rounded to float32 where libm cannot be loaded)."""
+    return float(_libm.logf(x)) if _libm is not None else float(_F32(np.log(_F64(x))))
+
+
+def expf(x: np.ndarray) -> np.ndarray:
+    """libm expf elementwise (for the scalar tails of ggml's vector loops; slow: one call
+    per element). float64 exp rounded to float32 where libm cannot be loaded."""
+    x = np.asarray(x, dtype=_F32)
+    if _libm is None:
+        return np.exp(x.astype(_F64)).astype(_F32)
+    f = _libm.expf
+    return np.array([f(float(v)) for v in x.reshape(-1)], dtype=_F32).reshape(x.shape)
 
 
 def powf(x: float, y: float) -> float:
