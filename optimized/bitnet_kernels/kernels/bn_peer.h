@@ -63,6 +63,7 @@ typedef struct {
     size_t w_row, a_row;  /* bytes per weight row / activation row */
     uint8_t *act;         /* (T, a_row) */
     float w_scale;        /* I2_S per-tensor scale */
+    int64_t nsb;          /* super-blocks per row (block types) */
     int order;            /* BN_ORDER_* llama.cpp uses for this shape */
     int isa;              /* the variant picked at setup */
 } bn_peer_mm;
@@ -102,7 +103,15 @@ int bn_peer_mm_setup(bn_peer_mm *c, int type, const void *w, int64_t N, int64_t 
 void bn_peer_mm_set_plain(bn_peer_mm *c);
 void bn_peer_mm_quantize(const bn_peer_mm *c, const float *x, int64_t t0, int64_t t1);
 void bn_peer_mm_rows(const bn_peer_mm *c, float *y, int64_t ldy, int64_t n0, int64_t n1, int64_t t0, int64_t t1);
-bn_act_row bn_peer_act_at(const bn_peer_mm *c, int64_t t);
+static inline bn_act_row bn_peer_act_at(const bn_peer_mm *c, int64_t t) {
+    const uint8_t *p = c->act + (size_t)t * c->a_row;
+    bn_act_row r;
+    r.codes = (const int8_t *)p;
+    r.da = (const float *)(p + c->D);
+    r.sa = r.da + c->nsb;
+    r.bias = (const int32_t *)(r.sa + c->nsb);
+    return r;
+}
 /* the kernels per family (bn_peer_blk.c, bn_peer_f16.c, bn_peer_kq.c), same arguments */
 void bn_peer_blk_rows(const bn_peer_mm *c, float *y, int64_t ldy, int64_t n0, int64_t n1, int64_t t0, int64_t t1);
 void bn_peer_float_rows(const bn_peer_mm *c, float *y, int64_t ldy, int64_t n0, int64_t n1, int64_t t0, int64_t t1);

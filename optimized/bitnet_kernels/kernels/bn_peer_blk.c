@@ -326,6 +326,72 @@ static BN_TARGET_AVX512 void core_tok_avx512(const uint8_t *w, const float *dw, 
         for (int r = 0; r < nt; r++) out[r] += summs[r];
 }
 
+/* AVX-512 VNNI, the batch tile: nr (<= 4) unpacked weight rows x 4 tokens (two register
+ * halves per accumulator, two accumulators per row). The tokens' codes, bias lanes and
+ * scales are loaded once per block for all rows; each (row, token) keeps its own float
+ * chain, the bits of core_ref. zero_bias: the type has no bias lanes (Q4_1, Q5_1). */
+INLINE BN_TARGET_AVX512 void tile4_body(int zero_bias, int has_min, int sb, const uint8_t *const *w,
+                                        const float *const *dw, const float *const *mw, int nr,
+                                        const bn_act_row *a, int64_t D, float out[4][4]) {
+    const __mmask16 hi = 0xFF00;
+    __m512 acc[4][2];
+    __m128 summs[4];
+    for (int r = 0; r < 4; r++) {
+        acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+        summs[r] = _mm_setzero_ps();
+    }
+    for (int64_t b = 0; b * sb < D; b++) {
+        __m512i b01 = _mm512_setzero_si512(), b23 = b01;
+        if (!zero_bias) {
+            b01 = load_2x256(a[0].bias + 8 * b, a[1].bias + 8 * b);
+            b23 = load_2x256(a[2].bias + 8 * b, a[3].bias + 8 * b);
+        }
+        __m512i L[4][2];
+        for (int r = 0; r < nr; r++) {
+            L[r][0] = b01;
+            L[r][1] = b23;
+        }
+        for (int64_t e = b * sb; e < (b + 1) * sb && e < D; e += 32) {
+            const __m512i c01 = load_2x256(a[0].codes + e, a[1].codes + e);
+            const __m512i c23 = load_2x256(a[2].codes + e, a[3].codes + e);
+            for (int r = 0; r < nr; r++) {
+                const __m512i wv = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w[r] + e)));
+                L[r][0] = _mm512_dpbusd_epi32(L[r][0], wv, c01);
+                L[r][1] = _mm512_dpbusd_epi32(L[r][1], wv, c23);
+            }
+        }
+        const __m512 da01 = _mm512_mask_blend_ps(hi, _mm512_set1_ps(a[0].da[b]), _mm512_set1_ps(a[1].da[b]));
+        const __m512 da23 = _mm512_mask_blend_ps(hi, _mm512_set1_ps(a[2].da[b]), _mm512_set1_ps(a[3].da[b]));
+        __m128 sa = _mm_setzero_ps();
+        if (has_min) sa = _mm_setr_ps(a[0].sa[b], a[1].sa[b], a[2].sa[b], a[3].sa[b]);
+        for (int r = 0; r < nr; r++) {
+            const __m512 d = _mm512_set1_ps(dw[r][b]);
+            acc[r][0] = _mm512_fmadd_ps(_mm512_mul_ps(d, da01), _mm512_cvtepi32_ps(L[r][0]), acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(_mm512_mul_ps(d, da23), _mm512_cvtepi32_ps(L[r][1]), acc[r][1]);
+            if (has_min) summs[r] = _mm_fmadd_ps(_mm_set1_ps(mw[r][b]), sa, summs[r]);
+        }
+    }
+    for (int r = 0; r < nr; r++) {
+        store_hsum_2(acc[r][0], &out[r][0], &out[r][1]);
+        store_hsum_2(acc[r][1], &out[r][2], &out[r][3]);
+        if (has_min) {
+            float s[4];
+            _mm_storeu_ps(s, summs[r]);
+            for (int k = 0; k < 4; k++) out[r][k] += s[k];
+        }
+    }
+}
+
+static BN_TARGET_AVX512 void tile4_plain(int sb, const uint8_t *const *w, const float *const *dw, const float *const *mw,
+                                         int nr, const bn_act_row *a, int64_t D, float out[4][4]) {
+    tile4_body(0, 0, sb, w, dw, mw, nr, a, D, out);
+}
+
+static BN_TARGET_AVX512 void tile4_min(int sb, const uint8_t *const *w, const float *const *dw, const float *const *mw,
+                                       int nr, const bn_act_row *a, int64_t D, float out[4][4]) {
+    tile4_body(1, 1, sb, w, dw, mw, nr, a, D, out);
+}
+
 /* AVX-512 VNNI, two weight rows (register halves) streamed straight from the file against
  * one token: the decode form, no scratch */
 INLINE BN_TARGET_AVX512 void rows2_body(int type, const uint8_t *rA, const uint8_t *rB, bn_act_row a, int64_t D,
@@ -525,7 +591,7 @@ static float core_neon(const uint8_t *w, const float *dw, const float *mw, bn_ac
 /* ================================================================================= */
 /* the tile loop                                                                     */
 
-#define SCRATCH_STACK 24576
+#define SCRATCH_STACK 49152
 
 void bn_peer_blk_rows(const bn_peer_mm *c, float *y, int64_t ldy, int64_t n0, int64_t n1, int64_t t0, int64_t t1) {
     bn_blk_geom g;
@@ -547,14 +613,47 @@ void bn_peer_blk_rows(const bn_peer_mm *c, float *y, int64_t ldy, int64_t n0, in
         n0 = n; /* the last odd row: below */
     }
 #endif
-    const size_t need = (size_t)D + sizeof(float) * (size_t)(2 * nsb) + 64;
+    const size_t row_bytes = (size_t)((D + 63) & ~(int64_t)63) + sizeof(float) * (size_t)(2 * nsb + 16);
+    const size_t need = 4 * row_bytes + 64;
     uint8_t stack_buf[SCRATCH_STACK];
     uint8_t *buf = need <= sizeof(stack_buf) ? stack_buf : (uint8_t *)malloc(need);
     if (!buf) return; /* bn_peer_mm_rows is only reached with sane sizes */
     uint8_t *u8 = buf;
-    float *dw = (float *)(buf + ((D + 15) & ~(int64_t)15)), *mw = dw + nsb;
+    float *dw = (float *)(buf + ((D + 63) & ~(int64_t)63)), *mw = dw + nsb;
 #if BN_X86
     const unpack_fn unpack = isa >= BN_ISA_AVX2 && isa != BN_ISA_NEON ? pick_unpack(c->type) : NULL;
+    if (isa == BN_ISA_AVX512 && t1 - t0 >= 4 && c->order != BN_ORDER_REPACK) { /* batches: 4 rows x 4 tokens */
+        const uint8_t *ws[4];
+        const float *dws[4], *mws[4];
+        for (int r = 0; r < 4; r++) {
+            uint8_t *base = buf + (size_t)r * row_bytes;
+            ws[r] = base;
+            dws[r] = (const float *)(base + ((D + 63) & ~(int64_t)63));
+            mws[r] = dws[r] + nsb;
+        }
+        const int zero_bias = g.offset == 0 && !g.q8k;
+        for (int64_t nb = n0; nb < n1; nb += 4) {
+            const int nr = (int)(n1 - nb < 4 ? n1 - nb : 4);
+            for (int r = 0; r < nr; r++)
+                unpack(c->w + (size_t)(nb + r) * c->w_row, D, g.sb, c->w_scale, (uint8_t *)ws[r], (float *)dws[r],
+                       (float *)mws[r]);
+            int64_t t = t0;
+            for (; t + 4 <= t1; t += 4) {
+                bn_act_row a[4];
+                float out[4][4];
+                for (int k = 0; k < 4; k++) a[k] = bn_peer_act_at(c, t + k);
+                if (g.has_min && zero_bias) tile4_min(g.sb, ws, dws, mws, nr, a, D, out);
+                else tile4_plain(g.sb, ws, dws, mws, nr, a, D, out);
+                for (int r = 0; r < nr; r++)
+                    for (int k = 0; k < 4; k++) y[(t + k) * ldy + nb + r] = out[r][k];
+            }
+            for (; t < t1; t++) /* the T % 4 last tokens */
+                for (int r = 0; r < nr; r++)
+                    y[t * ldy + nb + r] = core_avx2(ws[r], dws[r], mws[r], bn_peer_act_at(c, t), D, &g, c->type == BN_Q8_0);
+        }
+        if (buf != stack_buf) free(buf);
+        return;
+    }
 #endif
     for (int64_t n = n0; n < n1; n++) {
 #if BN_X86

@@ -87,17 +87,6 @@ int bn_peer_is_kquant(int type) {
     return bn_peer_geom(type, &g) == 0 && g.kq;
 }
 
-bn_act_row bn_peer_act_at(const bn_peer_mm *c, int64_t t) {
-    const int64_t nsb = bn_peer_nsb(c->type, c->D);
-    const uint8_t *p = c->act + (size_t)t * c->a_row;
-    bn_act_row r;
-    r.codes = (const int8_t *)p;
-    r.da = (const float *)(p + c->D);
-    r.sa = r.da + nsb;
-    r.bias = (const int32_t *)(r.sa + nsb);
-    return r;
-}
-
 void bn_peer_mm_set_plain(bn_peer_mm *c) {
     if (c->order != BN_ORDER_REPACK) return;
     c->order = bn_peer_is_kquant(c->type) && c->T >= 8 ? BN_ORDER_TILED : BN_ORDER_VEC_DOT;
@@ -118,6 +107,7 @@ int bn_peer_mm_setup(bn_peer_mm *c, int type, const void *w, int64_t N, int64_t 
     } else {
         if (bn_peer_geom(type, &g)) return -1;
         if (!row_ok(type, D, &g)) return -2;
+        c->nsb = bn_peer_nsb(type, D);
         c->kind = g.q8k ? BN_ACT_Q8_K : (g.has_min ? BN_ACT_Q8_1 : BN_ACT_Q8_0);
         c->w_row = type == BN_I2_S ? (size_t)(D / 128) * 32 : (size_t)(D / g.sb) * (size_t)g.wbytes;
         c->order = BN_ORDER_VEC_DOT;
