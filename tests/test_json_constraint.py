@@ -693,7 +693,18 @@ def test_tiny_model_json_schema(tiny: Any) -> None:
         assert JSONSchemaPrefix(CAT_SCHEMA, compact=True, leading_ws=False).push(content), content
 
 
-def test_unsupported_schema_raises(tiny: Any) -> None:
-    with pytest.raises(NotImplementedError, match="allOf"):
-        tiny.create_chat_completion(MESSAGES, response_format={"type": "json_object",
-                                                               "schema": {"allOf": [{}]}})
+def test_allof_schema_follows_the_merged_object(tiny: Any) -> None:
+    """allOf no longer raises: as llama-cpp-python does, the parts' properties are merged into
+    one object grammar (parts outside an anyOf are required), and the reply follows it."""
+    from bitnet.constraints.grammar import GrammarPrefix
+    from bitnet.llama_compat import LlamaGrammar
+
+    schema = {"allOf": [{"properties": {"name": {"type": "string"}}},
+                        {"properties": {"age": {"type": "integer"}}}]}
+    fmt = {"type": "json_object", "schema": schema}
+    r = tiny.create_chat_completion(MESSAGES, response_format=fmt, max_tokens=32, temperature=0.0)
+    content = r["choices"][0]["message"]["content"]
+    state = GrammarPrefix(LlamaGrammar.from_json_schema(json.dumps(schema)).compile())
+    assert content.startswith('{') and state.push(content.encode("utf-8")), content
+    if r["choices"][0]["finish_reason"] == "stop":
+        assert state.complete and set(json.loads(content)) == {"name", "age"}
