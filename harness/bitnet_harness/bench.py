@@ -8,6 +8,8 @@
     matmul    GFLOP/s of the C kernels per type and ISA vs numpy (bitnet_kernels.bench)
     quantize  peak memory and time of `bitnet quantize` on a bench-sized model, against its
               largest tensor (the contract: under 1.5x it plus the output buffers)
+    speculative  prompt-lookup speculative decoding vs plain greedy decoding, ours and
+              llama-cpp-python's (bitnet_harness.bench_speculative)
     serve     our server vs llama-cpp-python's: aggregate tokens/s and p50/p95 time to first
               token at 1, 4 and 16 concurrent streaming clients (bitnet_harness.bench_serve)
     decode    prompt (128 tokens) and decode tokens/s, load time and peak RSS, each run in a
@@ -290,7 +292,14 @@ def _report_quantize(as_json: bool) -> None:
           f"{r['peak_over_largest_plus_output']:.2f}x (target < 1.5x)")
 
 
+def _report_speculative(as_json: bool) -> None:
+    from bitnet_harness.bench_speculative import print_report
+
+    print_report(as_json)
+
+
 BENCHES: Dict[str, Callable[[bool], None]] = {
+    "speculative": _report_speculative,
     "quantize": _report_quantize,
     "serve": _report_serve,
     "load": _report_load,
@@ -315,6 +324,10 @@ def collect_bench(what: str, **options: Any) -> Dict[str, Any]:
         from bitnet_harness.bench_serve import bench_serve
 
         return {"bench": "serve", "results": bench_serve(str(corpus_path(SMOLLM2)), **options)}
+    if what == "speculative":
+        from bitnet_harness.bench_speculative import collect
+
+        return collect(**options)
     if what == "matmul":
         import contextlib
         import sys

@@ -10,7 +10,8 @@
     bitnet-compat report DIR         re-render a run's report
     bitnet-compat diff A B           contracts whose status changed between two runs
     bitnet-compat docs [--run DIR]   regenerate docs/COMPATIBILITY.md's truth table
-    bitnet-compat bench load|tokenize|matmul|decode|serve|quantize [--json] [--report DIR]
+    bitnet-compat bench load|tokenize|matmul|decode|serve|quantize|speculative
+                     [--json] [--report DIR]
                                      benchmarks against llama.cpp / tiktoken in the same run;
                                      --report stores them in a run's report (plots)
 """
@@ -163,7 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="document to update (default: the checkout's docs/COMPATIBILITY.md)")
     p.set_defaults(func=cmd_docs)
     p = add("bench", "benchmarks against llama.cpp in the same run")
-    p.add_argument("what", choices=["load", "tokenize", "matmul", "decode", "serve", "quantize"], nargs="?",
+    p.add_argument("what", choices=["load", "tokenize", "matmul", "decode", "serve", "quantize",
+                                    "speculative"], nargs="?",
                    default="load", help="which benchmark")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--report", default=None, metavar="DIR",
