@@ -65,8 +65,9 @@ def _load() -> None:
         from bitnet_kernels._kernels import ffi, lib
     except ImportError as e:
         _reason = (
-            f"the C extension bitnet_kernels._kernels is not importable ({e}); rebuild with "
-            "`pip install -e . --no-deps --no-build-isolation` (needs cffi and a C compiler)"
+            f"the C extension bitnet_kernels._kernels is not importable ({e}); to build it, "
+            "reinstall where a C compiler and cffi are available: "
+            "`pip install --force-reinstall --no-binary bitnet-compat bitnet-compat`"
         )
         return
     for struct, type_ in _STRUCTS.items():

@@ -6,13 +6,20 @@ built. This module is the one place that chooses them:
 
 - `make_backend(numerics)`: the Backend for a numerics mode, from the keyword or
   $BITNET_NUMERICS:
-    "llama.cpp"  llama.cpp 0.3.36's CPU float order (the peer's bits),
-    "float"      unquantized float32 activations (the C kernels when built),
-    "reference"  the numpy reference kernels.
+    "llama.cpp"  (the default) llama.cpp 0.3.36's CPU float order, its bits: the C kernels'
+                 peer order (bitnet_kernels, activation_quant="peer"), or without them the
+                 numpy reference of the same bits (bitnet.numerics.PeerBackend);
+    "float"      unquantized float32 activations (the C float path, or NumpyBackend);
+    "reference"  the numpy reference kernels (NumpyBackend, float activations).
+  llama.cpp's bits also need llama.cpp's schedule: a prompt in n_batch evals, then one token
+  per eval, as llama-cpp-python runs it (see bitnet.model.model).
 - `tokenizer_engine()`: the C tokenizer engine when the kernels are built, else None (the
   pure-Python tokenizers).
 
-`load_model` / `tokenizer_from_kv` build a model / tokenizer with those choices.
+`load_model` / `tokenizer_from_kv` build a model / tokenizer with those choices. A missing or
+failed kernel build is reported once (a RuntimeWarning naming the reason) and the numpy code
+runs; BITNET_BACKEND=optimized turns that into an error, BITNET_BACKEND=reference asks for
+numpy without loading the C library.
 """
 
 from __future__ import annotations
@@ -28,8 +35,10 @@ if TYPE_CHECKING:
 
 NUMERICS = ("llama.cpp", "float", "reference")
 NUMERICS_ENV = "BITNET_NUMERICS"
-DEFAULT_NUMERICS = "float"
-NUMPY_SLOWDOWN = 50  # numpy reference vs C kernels, SmolLM2 decode (order of magnitude; see docs)
+DEFAULT_NUMERICS = "llama.cpp"
+# numpy vs C, SmolLM2 decode CPU time, 1 thread: llama.cpp numerics 1065 vs 15 ms/token (70x),
+# float 421 ms (28x); measured on the 2-core project machine
+NUMPY_SLOWDOWN = 70
 
 
 def numerics_mode(numerics: Optional[str] = None) -> str:

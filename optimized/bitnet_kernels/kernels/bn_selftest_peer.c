@@ -155,7 +155,7 @@ static int selftest_peer_elementwise(const int *isas, int n_isas, int verbose) {
         for (int mode = 0; mode <= 2 && n % 2 == 0; mode += 2)
             for (int variant = 0; variant < 3; variant++) {
                 const float ff[4] = {1.0f, 1.5f, 2.0f, 4.0f};
-                ew_case c = {4, a + 1, NULL, NULL, rows, n, {(int)(n >= 8 ? 8 : n), mode, 4096, 10000.0f, 1.0f, 0.0f, 1.0f, 32.0f, 1.0f, NULL}, pos};
+                ew_case c = {4, b, NULL, NULL, rows, n, {(int)(n >= 8 ? 8 : n), mode, 4096, 10000.0f, 1.0f, 0.0f, 1.0f, 32.0f, 1.0f, NULL}, pos};
                 if (variant == 1) { c.rope.ext_factor = 1.0f; c.rope.freq_scale = 0.25f; }
                 if (variant == 2 && c.rope.n_dims == 8) c.rope.freq_factors = ff;
                 snprintf(detail, sizeof(detail), "rope mode=%d n=%lld variant=%d", mode, (long long)n, variant);
