@@ -30,7 +30,8 @@ SDIST_PREFIX = "llama_cpp_python-0.3.36/vendor/llama.cpp/"
 SOURCE_PARTS = ("examples/simple/", "examples/simple-chat/", "examples/embedding/",
                 "examples/batched/", "tools/tokenize/", "tests/test-save-load-state.cpp",
                 "tests/test-chat-template.cpp", "common/", "vendor/nlohmann/",
-                "vendor/cpp-httplib/", "vendor/sheredom/", "ggml/include/", "models/templates/")
+                "vendor/cpp-httplib/", "vendor/sheredom/", "ggml/include/", "models/templates/",
+                "src/llama-ext.h")
 
 
 def _sources() -> List[Path]:

@@ -513,6 +513,26 @@ def test_dual_build_same_greedy_continuation(dual_builds: Dict[str, Path], model
     assert nmse_e < 0.1, nmse_e
 
 
+# the peer-exact numerics (llama.cpp 0.3.36's CPU float order, bitnet.numerics)
+PEER = {"BITNET_NUMERICS": "llama.cpp"}
+EXACT_PROMPTS = ["The capital of France is", "def fibonacci(n):", "Once upon a time",
+                 "The three primary colors are", "Water boils at"]
+
+
+@pytest.mark.llamacpp
+@pytest.mark.parametrize("prompt", EXACT_PROMPTS)
+def test_dual_build_byte_identical_without_flash_attention(dual_builds: Dict[str, Path],
+                                                           model_path: Path, prompt: str) -> None:
+    """With the peer-exact numerics and flash attention off (the float order the engine
+    reproduces; llama.cpp's C default AUTO runs its flash-attention kernel), the same program
+    prints the same bytes on both libraries: 32 greedy tokens, their top-2 logits, batch rows,
+    KV-cache edits, embeddings, detokenized text."""
+    args = ("generate", str(model_path), prompt, "32", "nofa")
+    got = run_raw(dual_builds["bitnet"], *args, env=PEER)
+    assert got == run_raw(dual_builds["llama"], *args)
+    assert len(parse_lines(got)["generated"]) >= 8
+
+
 @pytest.mark.llamacpp
 def test_dual_build_embeddings_equal_python_engine(dual_builds: Dict[str, Path],
                                                    model_path: Path, engine: Any) -> None:
@@ -560,7 +580,8 @@ def test_legacy_greedy_32_tokens_equal_python_api(legacy_out: Dict[str, List[str
     """llama_eval + llama_sample_token_greedy, 32 tokens == bitnet.llama_compat.Llama greedy."""
     from bitnet.llama_compat import Llama
 
-    llm = Llama(model_path=str(model_path), n_ctx=128, verbose=False)
+    # the C context's KV cache is llama.cpp's default F16, spelled out here
+    llm = Llama(model_path=str(model_path), n_ctx=128, verbose=False, type_k=1, type_v=1)
     ids = llm.tokenize(LEGACY_PROMPT.encode(), add_bos=True, special=False)
     assert [int(t) for t in legacy_out["tokens"][1:]] == ids
     want: List[int] = []

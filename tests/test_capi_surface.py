@@ -4,6 +4,7 @@ C99, C11, C17 and C++11..20 (both API generations), with and without ggml's own 
 
 from __future__ import annotations
 
+import random
 import re
 import shutil
 import subprocess
@@ -224,3 +225,43 @@ def test_c99_program_on_todays_api_runs(tmp_path: Path, model_path: Path) -> Non
     # current_api.c tokenizes with add_special and parse_special as legacy_c99.c does
     assert out["tokens"] == out99["tokens"]
     assert out["generated"] == out99["generated"]
+
+
+@pytest.mark.llamacpp
+def test_model_vocab_and_context_getters_print_what_libllama_prints(tmp_path: Path,
+                                                                    model_path: Path) -> None:
+    """model_info.c (every getter of a model, its vocabulary and contexts of 1-3 sequences,
+    per-sequence and unified) prints libllama's lines, metadata in gguf_kv's walk order
+    included. One known difference: llama_vocab_eot, where llama.cpp takes the first EOT-like
+    token its token_to_id hash map yields and bitnet.tokenizers.vocab the first of llama.cpp's
+    text list (docs/COMPATIBILITY.md, C API)."""
+    dirs = llama_cpp_dirs()
+    src = C_DIR / "model_info.c"
+    ours = compile_program(src, tmp_path / "ours", bitnet_flags(), extra=["-DUSE_BITNET"])
+    theirs = compile_program(src, tmp_path / "theirs", [
+        f"-I{dirs['include']}", f"-L{dirs['lib']}", "-lllama", f"-Wl,-rpath,{dirs['lib']}"])
+    a = run_program(theirs, str(model_path)).stdout.decode().splitlines()
+    b = run_program(ours, str(model_path)).stdout.decode().splitlines()
+    assert len(a) == len(b) > 100
+    diff = [(x, y) for x, y in zip(a, b) if x != y]
+    # SmolLM2: '<|endoftext|>' (0) for llama.cpp, '<|im_end|>' (2) here
+    assert diff == [("specials 1 2 0 -1 198 2 -1", "specials 1 2 2 -1 198 2 -1")], diff
+
+
+def test_unordered_map_walk_order_is_libstdcxx(tmp_path: Path) -> None:
+    """bitnet.ffi.capi.stdmap replays libstdc++'s unordered_map (hash, buckets, rehashes):
+    the walk order of a real std::unordered_map<std::string, int> for 1..20000 keys."""
+    from bitnet.ffi.capi.stdmap import unordered_order
+
+    src = tmp_path / "walk.cpp"
+    src.write_text("#include <iostream>\n#include <string>\n#include <unordered_map>\n"
+                   "int main() { std::unordered_map<std::string, int> m; std::string s; int i = 0;\n"
+                   "  while (std::getline(std::cin, s)) m.emplace(s, i++);\n"
+                   "  for (auto &kv : m) std::cout << kv.second << '\\n'; }\n")
+    exe = compile_program(src, tmp_path / "walk", [], cxx=True)
+    rng = random.Random(7)
+    for n in (1, 13, 14, 30, 200, 20000):
+        keys = ["".join(rng.choice("ab.z_09") for _ in range(rng.randint(0, 17))) for _ in range(n)]
+        res = subprocess.run([str(exe)], input="\n".join(keys) + "\n", capture_output=True,
+                             text=True, timeout=60, check=True)
+        assert [int(x) for x in res.stdout.split()] == unordered_order(k.encode() for k in keys), n

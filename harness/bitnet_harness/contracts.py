@@ -21,6 +21,10 @@ LLAMA = "tests/test_llama_compat.py"
 KERNELS = "tests/test_optimized_kernels.py"
 CAPI = "tests/test_api_contract.py"
 LEGACY = (f"{CAPI}::test_legacy_api_program", f"{CAPI}::test_error_paths")
+CAPI_SURFACE = "tests/test_capi_surface.py"
+CAPI_SEQ = "tests/test_capi_sequences.py"
+CAPI_EXAMPLES = "tests/test_capi_examples.py"
+CAPI_RUNTIME = "tests/test_capi_runtime.py"
 
 
 @dataclass(frozen=True)
@@ -60,11 +64,19 @@ CONTRACTS: Sequence[Contract] = (
        f"{CAPI}::test_dual_build_same_greedy_continuation",
        f"{CAPI}::test_dual_build_embeddings_equal_python_engine"),
     _c("capi.llama_batch", "C API", "truth table: llama_batch_* planned (delivered: batch_init/free/"
-       "get_one, llama_decode with per-token logits flags)",
-       f"{CAPI}::test_dual_build_same_greedy_continuation", f"{CAPI}::test_current_api_program"),
+       "get_one, llama_batch_ext_* / llama_process, llama_decode with per-token logits flags and "
+       "several sequences per batch)",
+       f"{CAPI}::test_dual_build_same_greedy_continuation", f"{CAPI}::test_current_api_program",
+       f"{CAPI_SEQ}::test_two_sequences_in_one_batch_equal_each_alone",
+       f"{CAPI_SEQ}::test_sequences_and_states_as_libllama"),
     _c("capi.llama_kv_cache", "C API", "truth table: llama_kv_cache_* planned (delivered: kv_cache_"
-       "clear/seq_rm and llama_memory_*)", f"{CAPI}::test_dual_build_same_greedy_continuation"),
-    _c("capi.llama_grammar", "C API", "truth table: not planned (constraints API instead)"),
+       "* and llama_memory_* per sequence, llama_state_* save / restore)",
+       f"{CAPI}::test_dual_build_same_greedy_continuation",
+       f"{CAPI_SEQ}::test_state_save_restore_continues_identically",
+       f"{CAPI_SEQ}::test_sequences_and_states_as_libllama"),
+    _c("capi.llama_grammar", "C API", "truth table: not planned (constraints API instead; the "
+       "grammar samplers return NULL as documented)",
+       f"{CAPI_SURFACE}::test_unsupported_functions_return_the_documented_value"),
     _c("capi.llama_sampling", "C API", "truth table: llama_sampling_* full support",
        f"{CAPI}::test_dual_build_samplers_identical", f"{CAPI}::test_legacy_samplers_match_llamacpp",
        f"{CAPI}::test_legacy_seeded_sampling_is_std_mt19937"),
@@ -74,7 +86,27 @@ CONTRACTS: Sequence[Contract] = (
     _c("capi.header", "C API", "bitnet_ffi.h's locked declarations equal the spec's text; the same "
        "program builds against llama.h + libllama and bitnet_ffi.h + libbitnet_ffi",
        f"{CAPI}::test_header_declarations_match_spec", f"{CAPI}::test_dual_build_same_greedy_continuation",
-       f"{CAPI}::test_legacy_greedy_32_tokens_equal_python_api"),
+       f"{CAPI}::test_legacy_greedy_32_tokens_equal_python_api",
+       f"{CAPI}::test_dual_build_byte_identical_without_flash_attention"),
+    _c("capi.surface", "C API", "llama.h 0.3.36's whole surface with the same types; documented "
+       "failures; C99, C11 and C++11..20, both API generations; coexists with ggml.h",
+       f"{CAPI_SURFACE}::test_every_llama_h_function_is_declared_with_its_type",
+       f"{CAPI_SURFACE}::test_documented_failure_list_matches_the_library",
+       f"{CAPI_SURFACE}::test_unsupported_functions_return_the_documented_value",
+       f"{CAPI_SURFACE}::test_python_side_implements_the_rest",
+       f"{CAPI_SURFACE}::test_current_and_legacy_programs_build",
+       f"{CAPI_SURFACE}::test_header_coexists_with_ggml_h",
+       f"{CAPI_SURFACE}::test_c99_program_on_todays_api_runs",
+       f"{CAPI_SURFACE}::test_model_vocab_and_context_getters_print_what_libllama_prints",
+       "tests/test_capi_chat.py::test_chat_templates_byte_identical_to_libllama"),
+    _c("capi.runtime", "C API", "no hidden Python dependency: the embedded interpreter pinned to "
+       "the library's environment (env -i, venvs), one-line start failures, finalized at exit "
+       "(ASan/LSan clean)",
+       f"{CAPI_RUNTIME}::test_program_runs_under_env_i",
+       f"{CAPI_RUNTIME}::test_interpreter_that_cannot_start_says_why_in_one_line",
+       f"{CAPI_RUNTIME}::test_asan_build_exits_zero_without_reports",
+       f"{CAPI_RUNTIME}::test_programs_own_leaks_are_still_reported",
+       f"{CAPI_RUNTIME}::test_calls_after_backend_free", f"{CAPI}::test_flags_need_no_build_tools"),
     _c("tools.quantize", "Quantize", "`bitnet quantize`: blocks byte-identical to llama.cpp's "
        "llama_model_quantize; ternary types per BitNet b1.58", "tests/test_quantize_convert.py"),
     # error codes
@@ -199,8 +231,16 @@ CONTRACTS: Sequence[Contract] = (
        "Python 3.8-3.12", "tests/test_ci_workflow.py"),
     # migration
     _c("migration.c", "Migration", "C: change the include and the library, nothing else",
-       f"{CAPI}::test_current_api_program_compiles_against_llama_h",
-       f"{CAPI}::test_current_api_program", f"{CAPI}::test_flags_point_at_header_and_library"),
+       f"{CAPI_SURFACE}::test_current_api_program_builds_against_llama_h_too",
+       f"{CAPI}::test_current_api_program", f"{CAPI}::test_flags_point_at_header_and_library",
+       f"{CAPI_EXAMPLES}::test_simple_prints_libllama_text",
+       f"{CAPI_EXAMPLES}::test_simple_chat_builds_and_chats"),
+    _c("migration.c-common", "Migration", "C: llama.cpp's common/ and the programs built on it "
+       "(tokenize, embedding, batched, test-save-load-state) link against libbitnet_ffi and print "
+       "what their libllama builds print (slow: --full)",
+       f"{CAPI_EXAMPLES}::test_tokenize_example", f"{CAPI_EXAMPLES}::test_embedding_example",
+       f"{CAPI_EXAMPLES}::test_embedding_example_with_flash_attention",
+       f"{CAPI_EXAMPLES}::test_batched_example", f"{CAPI_EXAMPLES}::test_save_load_state_test_program"),
     _c("migration.python", "Migration", "Python: change the import, nothing else",
        f"{LLAMA}::test_signatures_match_llama_cpp_python",
        f"{LLAMA}::test_completion_dict_structure"),

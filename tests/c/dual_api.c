@@ -1,7 +1,8 @@
 /* One program, two builds: against llama.cpp (llama.h + libllama) and against bitnet-compat
  * (bitnet_ffi.h + libbitnet_ffi). Only the include line and the link flags differ.
  *
- * usage: dual_api generate MODEL PROMPT N_GEN   greedy continuation, model info, batches,
+ * usage: dual_api generate MODEL PROMPT N_GEN [nofa]   greedy continuation (nofa: flash
+ *        attention disabled), model info, batches,
  *                                               KV-cache edits, embeddings, detokenize
  *        dual_api samplers                      every sampler on fixed synthetic logits
  * Prints "key values..." lines; floats as %a (exact) where both builds must agree bit for bit. */
@@ -36,7 +37,7 @@ static void print_top2(const char *key, const float *row, int32_t n) {
     printf("%s %d %.9g %d %.9g\n", key, a, row[a], b, row[b]);
 }
 
-static int generate(const char *path, const char *prompt, int n_gen) {
+static int generate(const char *path, const char *prompt, int n_gen, bool flash_attn_off) {
     struct llama_model_params mparams = llama_model_default_params();
     mparams.n_gpu_layers = 0;
     struct llama_model *model = llama_model_load_from_file(path, mparams);
@@ -73,6 +74,7 @@ static int generate(const char *path, const char *prompt, int n_gen) {
     cparams.n_batch = N_CTX;
     cparams.n_threads = 1; /* the test machine is shared; one thread each */
     cparams.n_threads_batch = 1;
+    if (flash_attn_off) cparams.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
     struct llama_context *ctx = llama_init_from_model(model, cparams);
     if (ctx == NULL) return FAIL(1);
     printf("n_ctx %u\n", llama_n_ctx(ctx));
@@ -244,7 +246,7 @@ int main(int argc, char **argv) {
     llama_backend_init();
     int rc = 2;
     if (argc >= 5 && strcmp(argv[1], "generate") == 0) {
-        rc = generate(argv[2], argv[3], atoi(argv[4]));
+        rc = generate(argv[2], argv[3], atoi(argv[4]), argc > 5 && strcmp(argv[5], "nofa") == 0);
     } else if (argc >= 2 && strcmp(argv[1], "samplers") == 0) {
         rc = samplers();
     } else {

@@ -57,7 +57,8 @@ class Context:
         self.model = model
         self.model_freed = False
         n_ctx_train = model.hp("context_length", 4096)
-        n_ctx = pad(int(params.n_ctx) or n_ctx_train)
+        n_ctx_asked = int(params.n_ctx) or n_ctx_train
+        n_ctx = pad(n_ctx_asked)
         self.n_seq_max = max(1, int(params.n_seq_max))
         if self.n_seq_max > LLAMA_MAX_SEQ:
             raise CAPIError(E.GENERIC_ERROR, f"n_seq_max must be <= {LLAMA_MAX_SEQ}")
@@ -68,7 +69,8 @@ class Context:
             self.n_ctx_seq = pad(n_ctx // self.n_seq_max)
             n_ctx = self.n_ctx_seq * self.n_seq_max
         self.n_ctx = n_ctx
-        self.n_batch = min(n_ctx, int(params.n_batch) or n_ctx)
+        # llama.cpp: causal attention limits the batch to the context asked for (before padding)
+        self.n_batch = min(n_ctx_asked, int(params.n_batch) or n_ctx_asked)
         self.n_ubatch = min(self.n_batch, int(params.n_ubatch) or self.n_batch)
         type_k, type_v = int(params.type_k), int(params.type_v)
         if type_k != type_v or type_k not in KV_TYPES:

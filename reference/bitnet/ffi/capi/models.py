@@ -28,6 +28,7 @@ from bitnet.ffi.capi.core import (
     new_handle,
     set_error,
 )
+from bitnet.ffi.capi.stdmap import unordered_order
 
 LLAMA_ROPE_TYPE_NORM, LLAMA_ROPE_TYPE_NEOX = 0, 2
 # architectures whose rope is NEOX-style (llama.cpp's llama_model_rope_type)
@@ -47,6 +48,7 @@ class Model:
         self.t_start_ms = time.monotonic() * 1e3 - t_load_ms
         self.vocab_handle = 0
         self.keep = KeepAlive()
+        self.meta_items: Optional[List[Any]] = None  # gguf_kv's walk order, built on first use
 
     @property
     def kv(self) -> Dict[str, Any]:
@@ -243,7 +245,7 @@ def llama_model_rope_freq_scale_train(m: Any) -> float:
 @export
 def llama_model_n_cls_out(m: Any) -> int:
     model_of(m)
-    return 0  # no classifier heads in the supported architectures
+    return 1  # llama_hparams::n_cls_out's default (no classifier heads here)
 
 
 @export
@@ -313,11 +315,27 @@ def llama_model_ftype(m: Any) -> int:
     return _ftype(model_of(m))
 
 
-def _size_label(n_params: int) -> str:
-    """llama.cpp's model type from the parameter count, e.g. '135M', '2B'."""
-    for scale, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if n_params >= scale:
-            return f"{n_params / scale:.0f}{suffix}"
+# llama.cpp's llm_type for the supported architectures (load_arch_hparams: by layer count);
+# bitnet-b1.58 as bitnet.cpp names it. Anything else is LLM_TYPE_UNKNOWN, printed "?B".
+def _type_name(model: Model) -> str:
+    kv, n_layer = model.kv, int(model.kv.get(f"{model.arch}.block_count") or 0)
+    if model.arch == "llama":
+        if int(kv.get("llama.expert_count") or 0) == 8:
+            return {32: "8x7B", 56: "8x22B"}.get(n_layer, "?B")
+        n_vocab = kv.get("llama.vocab_size")
+        if n_vocab is None:
+            n_vocab = len(kv.get("tokenizer.ggml.tokens") or ())
+        if n_layer == 32:
+            return "3B" if n_vocab == 49152 else ("7B" if int(n_vocab) < 40000 else "8B")
+        if n_layer == 80:
+            same = kv.get("llama.attention.head_count") == kv.get("llama.attention.head_count_kv")
+            return "65B" if same else "70B"
+        return {16: "1B", 22: "1B", 26: "3B", 28: "3B", 30: "256M", 36: "8B", 40: "13B",
+                48: "34B", 60: "30B"}.get(n_layer, "?B")
+    if model.arch == "bitnet":
+        return "3B" if n_layer == 26 else "?B"
+    if model.arch == "bitnet-b1.58":
+        return "2B" if n_layer == 30 else "?B"
     return "?B"
 
 
@@ -325,8 +343,7 @@ def _size_label(n_params: int) -> str:
 def llama_model_desc(m: Any, buf: Any, buf_size: int) -> int:
     model = model_of(m)
     name = RT.ffi.string(RT.lib.llama_ftype_name(_ftype(model))).decode()
-    n_params = sum(t.n_elements for t in model.gguf.tensors.values())
-    return c_string(f"{model.arch} {_size_label(n_params)} {name}".encode(), buf, int(buf_size))
+    return c_string(f"{model.arch} {_type_name(model)} {name}".encode(), buf, int(buf_size))
 
 
 @export
@@ -363,23 +380,32 @@ def meta_str(value: Any) -> Optional[str]:
 
 
 def _meta_items(model: Model) -> List[Any]:
-    return list(model.gguf.raw_kv.items())
+    """The file's non-array key/values in the order llama.cpp's gguf_kv (an unordered_map
+    filled in file order, arrays skipped) walks them."""
+    items = model.meta_items
+    if items is None:
+        kv = [(k, v) for k, v in model.gguf.raw_kv.items()
+              if not isinstance(v, (list, tuple, np.ndarray))]
+        order = unordered_order(k.encode("utf-8", "surrogateescape") for k, _ in kv)
+        items = model.meta_items = [kv[i] for i in order]
+    return items
 
 
 @export
 def llama_model_meta_val_str(m: Any, key: Any, buf: Any, buf_size: int) -> int:
     model = model_of(m)
     name = c_str(key, "key")
-    if name not in model.gguf.raw_kv:
+    value = model.gguf.raw_kv.get(name)
+    if value is None or isinstance(value, (list, tuple, np.ndarray)):
         c_string(b"", buf, int(buf_size))
         raise CAPIError(0, "", value=-1)  # llama.cpp: -1, not found (not an error of the call)
-    text = meta_str(model.gguf.raw_kv[name]) or ""
+    text = meta_str(value) or ""
     return c_string(text.encode("utf-8", "surrogateescape"), buf, int(buf_size))
 
 
 @export
 def llama_model_meta_count(m: Any) -> int:
-    return len(model_of(m).gguf.raw_kv)
+    return len(_meta_items(model_of(m)))
 
 
 @export
