@@ -157,3 +157,17 @@ def test_functions_and_classes_take_the_same_parameters() -> None:
                 assert [p for p in _parameter_names(mine) if p not in extra] == ref_params, f"{suffix} {name}"
                 checked += 1
     assert checked >= 100  # measured: 108 signatures compared
+
+
+def test_string_constants_are_llama_cpp_pythons() -> None:
+    """Templates, grammars and rule texts (llama_chat_format's CHATML_CHAT_TEMPLATE,
+    llama_grammar's JSON_GBNF / SPACE_RULE / DOTALL, ...): the same strings."""
+    checked = 0
+    for suffix in MODULES[1:]:
+        ref = importlib.import_module("llama_cpp" + suffix)
+        ours = importlib.import_module(MIRROR + suffix)
+        for name, value in public_names(ref).items():
+            if isinstance(value, str) and name.isupper():
+                assert getattr(ours, name) == value, f"llama_cpp{suffix}.{name}"
+                checked += 1
+    assert checked >= 15  # measured: 19 string constants
