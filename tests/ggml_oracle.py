@@ -42,7 +42,8 @@ def _libdir() -> Path:
     return Path(llama_cpp.__file__).parent / "lib"
 
 
-def _load(name: str) -> ctypes.CDLL:
+def load_ggml_lib(name: str) -> ctypes.CDLL:
+    """llama-cpp-python's lib`name` (ggml-base, ggml, ggml-cpu), loaded RTLD_GLOBAL."""
     libdir = _libdir()
     found = sorted(libdir.glob(f"lib{name}.so*")) + sorted(libdir.glob(f"{name}.*"))
     if not found:
@@ -60,7 +61,7 @@ class GgmlOracle:
     """One-op ggml graphs on llama.cpp's CPU backend (see the module docstring)."""
 
     def __init__(self) -> None:
-        base, core, cpu = _load("ggml-base"), _load("ggml"), _load("ggml-cpu")
+        base, core, cpu = load_ggml_lib("ggml-base"), load_ggml_lib("ggml"), load_ggml_lib("ggml-cpu")
         self.base, self.core, self.cpu = base, core, cpu
         _sig(base, "ggml_init", _P, _InitParams)
         _sig(base, "ggml_free", None, _P)

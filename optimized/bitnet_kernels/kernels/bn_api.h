@@ -26,11 +26,11 @@ const char *bn_kernel_name(int k);
 int bn_kernel_variant(int k);
 int bn_max_threads(void);
 
-/* activation quantizers, as llama.cpp's *_ref / bitnet.cpp's quantize_row_i8_s */
+/* activation quantizers, as llama.cpp's x86 build runs them (quantize_row_q8_0 / q8_1,
+ * quantize_row_q8_K_ref) into its block structs (bn_act_quant.c) */
 int bn_quantize_row_q8_0(const float *x, void *y, int64_t n);
 int bn_quantize_row_q8_1(const float *x, void *y, int64_t n);
 int bn_quantize_row_q8_K(const float *x, void *y, int64_t n);
-void bn_quantize_row_i8(const float *x, int8_t *q, float *scale, int32_t *sum, int64_t n);
 
 /* y (T, N) = x (T, D) @ w (N, D)^T. mode 0: float path (dequantize each weight row, f32 dot);
  * mode 1: llama.cpp's order (bn_peer_matmul, see bn_api_peer.h); mode 2: the same for a weight

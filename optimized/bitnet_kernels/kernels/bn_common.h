@@ -49,9 +49,6 @@ typedef struct { uint8_t qs[48]; uint8_t qh[4]; bn_half d; } block_tq1_0;
 typedef struct { uint8_t qs[64]; bn_half d; } block_tq2_0;
 typedef struct { uint8_t qs[32]; } block_i2_s; /* + one f32 scale per tensor after the data */
 
-/* Per-token int8 activations of one row (bitnet.cpp quantize_row_i8_s): x ~= q / scale. */
-typedef struct { float scale; int32_t sum; } bn_i8_row;
-
 static inline float bn_bits_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 static inline uint32_t bn_f32_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
 
@@ -93,8 +90,7 @@ static inline int bn_nearest_int(float fval) {
 /* dispatch state (bn_dispatch.c). Each kernel has a mask of the variants compiled in
  * (bit i = ISA i); bn_pick returns the best one not above the effective ISA. */
 enum {
-    K_MATMUL_F32, K_MATMUL_F16, K_MATMUL_Q8_0, K_MATMUL_Q4_0, K_MATMUL_Q4_1, K_MATMUL_Q4_K,
-    K_MATMUL_Q6_K, K_MATMUL_TQ2_0, K_MATMUL_TQ1_0, K_MATMUL_I2_S, K_DOT_F32, K_DEQUANT,
+    K_DOT_F32, K_DEQUANT,
     K_RMS_NORM, K_SOFTMAX, K_ROPE, K_SWIGLU, K_RELU2_GLU, K_ATTENTION, K_PEER_OPS, K_PEER_MATMUL, K_COUNT
 };
 extern const int bn_kernel_masks[K_COUNT];
@@ -117,35 +113,24 @@ void bn_barrier_wait(bn_barrier *b, int nth);
 
 /* dequantizers (bn_dequant.c): one row of n weights -> float (bit-identical to bitnet.quants) */
 int bn_dequant_row(int type, const void *row, float *y, int64_t n, float tensor_scale);
+/* bytes of a row of D weights of a type the float path reads: 0, -1 unknown type, -2 bad D */
+int bn_row_bytes(int type, int64_t D, size_t *row_bytes);
 
-/* float dots (bn_quant_dot.c) */
+/* the float path's matmul y (T, N) = x (T, D) @ w (N, D)^T (bn_float_mm.c): each weight row
+ * dequantized, f32 dots. bn_matmul splits the rows over the pool; the fused forward
+ * (bn_forward.c) calls bn_mm_rows inside its own parallel region. */
 float bn_dot_f32(const float *a, const float *b, int64_t n);
-
-/* a prepared matmul y (T, N) = x (T, D) @ w (N, D)^T (bn_quant_dot.c); bn_matmul is
- * setup + quantize + rows split over the pool; the fused forward (bn_forward.c) calls the
- * steps itself inside its own parallel region. act_buf: bn_mm_act_bytes() bytes (mode 1). */
-typedef void (*bn_vec_dot_fn)(int64_t n, float *s, const void *vx, const void *vy);
-/* one weight row, four activation rows by bytes apart -> s[0..3] (the bits of four dots) */
-typedef void (*bn_vec_dot_x4_fn)(int64_t n, float *s, const void *vx, const void *vy, size_t by);
 typedef struct {
-    int type, mode;
+    int type;
     const uint8_t *w;
     int64_t N, D, T;
-    size_t w_row, a_row; /* bytes per weight row / activation row */
+    size_t w_row;        /* bytes per weight row */
     const float *x;      /* (T, D) */
-    const uint8_t *act;  /* (T, a_row) quantized activations (mode 1) */
-    const float *act_scale; const int32_t *act_sum; /* I2_S per-token info */
     float w_scale;       /* I2_S per-tensor scale */
-    bn_vec_dot_fn dot;   /* the picked vec_dot (mode 1) */
-    bn_vec_dot_x4_fn dot_x4; /* its four-activation-row form (prefill), or NULL */
     float *y;            /* (T, N) */
     int failed;
 } bn_mm;
-int bn_mm_act_kind(int type, int mode);
-size_t bn_mm_act_bytes(int type, int64_t D, int64_t T, int mode);
-int bn_mm_setup(bn_mm *c, int type, const void *w, int64_t N, int64_t D, const float *x, int64_t T,
-                float *y, int mode, void *act_buf);
-void bn_mm_quantize(bn_mm *c, int64_t t0, int64_t t1); /* activation rows t0..t1 */
-void bn_mm_rows(bn_mm *c, int64_t n0, int64_t n1);     /* output features n0..n1 */
+int bn_mm_setup(bn_mm *c, int type, const void *w, int64_t N, int64_t D, const float *x, int64_t T, float *y);
+void bn_mm_rows(bn_mm *c, int64_t n0, int64_t n1); /* output features n0..n1 */
 
 #endif

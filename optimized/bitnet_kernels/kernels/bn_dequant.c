@@ -229,7 +229,7 @@ int bn_dequant_row(int type, const void *row, float *y, int64_t n, float tensor_
     }
 }
 
-static int row_geometry(int type, int64_t D, size_t *row_bytes) {
+int bn_row_bytes(int type, int64_t D, size_t *row_bytes) {
     int block, size;
     switch (type) {
     case BN_F32: block = 1; size = 4; break;
@@ -252,7 +252,7 @@ static int row_geometry(int type, int64_t D, size_t *row_bytes) {
 int bn_dequantize_rows(int type, const void *w, int64_t n_rows, int64_t D, const int64_t *ids,
                        int64_t T, float *y) {
     size_t rb;
-    const int err = row_geometry(type, D, &rb);
+    const int err = bn_row_bytes(type, D, &rb);
     if (err) return err;
     for (int64_t t = 0; t < T; t++)
         if (ids[t] < 0 || ids[t] >= n_rows) return -2;

@@ -10,16 +10,6 @@
 
 /* which variants each kernel has; keep in step with the functions in the other files */
 const int bn_kernel_masks[K_COUNT] = {
-    [K_MATMUL_F32] = S | A2 | A5 | NE,
-    [K_MATMUL_F16] = S | A2 | A5 | NE,
-    [K_MATMUL_Q8_0] = S | A2 | A5 | NE,
-    [K_MATMUL_Q4_0] = S | A2 | A5 | NE,
-    [K_MATMUL_Q4_1] = S | A2 | A5 | NE,
-    [K_MATMUL_Q4_K] = S | A2,
-    [K_MATMUL_Q6_K] = S | A2,
-    [K_MATMUL_TQ2_0] = S | A2 | A5 | NE,
-    [K_MATMUL_TQ1_0] = S | A2,
-    [K_MATMUL_I2_S] = S | A2 | A5 | NE,
     [K_DOT_F32] = S | A2 | A5 | NE,
     [K_DEQUANT] = S | A2, /* hot types only; the rest are scalar */
     [K_RMS_NORM] = S | A2 | A5 | NE,
@@ -33,8 +23,7 @@ const int bn_kernel_masks[K_COUNT] = {
 };
 
 static const char *const kernel_names[K_COUNT] = {
-    "matmul_f32", "matmul_f16", "matmul_q8_0", "matmul_q4_0", "matmul_q4_1", "matmul_q4_k",
-    "matmul_q6_k", "matmul_tq2_0", "matmul_tq1_0", "matmul_i2_s", "dot_f32", "dequantize_row",
+    "dot_f32", "dequantize_row",
     "rms_norm", "softmax", "rope", "swiglu", "relu2_glu", "attention", "peer_elementwise",
     "peer_matmul",
 };

@@ -1,7 +1,7 @@
 /* bn_forward.c: attention over the KV cache, and the fused forward of all layers.
  *
  * The fused forward is bitnet.model.graphs.forward step for step (same kernels: bn_mm_* of
- * bn_quant_dot.c, bn_rms_norm, bn_rope, bn_swiglu / bn_relu2_glu, bn_softmax), so it gives the
+ * bn_float_mm.c, bn_rms_norm, bn_rope, bn_swiglu / bn_relu2_glu, bn_softmax), so it gives the
  * same bits as the per-op path through OptimizedBackend; what it removes is the per-op cost:
  * the Python calls, the numpy temporaries, and one thread-pool wake per matmul. All threads
  * run the whole batch in one parallel region; steps split either the output features of a
@@ -214,27 +214,26 @@ enum { MM_Q, MM_K, MM_V, MM_O, MM_GATE, MM_UP, MM_DOWN, MM_COUNT };
  * Work split, to keep barriers few (5 per layer for one token, 6 for a batch):
  *   shared: the matmul outputs q, k, v, attn, o, gate, up (each thread writes its slice)
  *           and the KV cache;
- *   private (per thread, computed redundantly, identical bits): the residual stream x, the
- *           normed inputs and the quantized activations of every matmul. They cost O(T*D)
- *           beside the O(T*D*N) matmuls and save a barrier plus a serial section per step.
- * A layer: [private] norm + quantize; [n-split] q,k,v | [kv-head split] rope k, store k,v;
+ *   private (per thread, computed redundantly, identical bits): the residual stream x and
+ *           the normed inputs. They cost O(T*D) beside the O(T*D*N) matmuls and save a
+ *           barrier plus a serial section per step.
+ * A layer: [private] norm; [n-split] q,k,v | [kv-head split] rope k, store k,v;
  * (one token: the same thread also runs the query heads of its kv heads, no barrier; a
- * batch: | then (token, head) pairs) rope q, attention | [private] sub-norm + quantize;
- * [n-split] wo | [private] residual, norm, quantize; [n-split] gate, up | [private] GLU,
- * sub-norm, quantize; [n-split] down | [private] residual.  ("|" = barrier) */
+ * batch: | then (token, head) pairs) rope q, attention | [private] sub-norm;
+ * [n-split] wo | [private] residual, norm; [n-split] gate, up | [private] GLU,
+ * sub-norm; [n-split] down | [private] residual.  ("|" = barrier) */
 typedef struct {
     const bn_model *m;
     float *x, *out;
     int64_t T, n_out;
     const int64_t *positions, *kv_pos;
     uint8_t *k_cache, *v_cache;
-    int kv_f16, mode;
+    int kv_f16;
     int64_t n_ctx, n_kv;
     const float *cos_t, *sin_t;
     float *q, *k, *v, *attn, *o, *gate, *up; /* shared (T, width) rows */
     uint8_t *priv;                           /* per-thread blocks of priv_stride bytes */
     size_t priv_stride;
-    size_t act_bytes[MM_COUNT];
     bn_barrier bar;
     attn_dot_fn dot;
     attn_axpy_fn axpy;
@@ -271,25 +270,6 @@ static void mm_group(fwd_ctx *c, bn_mm *mm, const bn_linear *const *lins, int cn
     }
 }
 
-/* quantize all T rows for a group; members with the same activation layout read the first
- * one's codes (bn_mm_setup pointed each at its own slot; redirect, then quantize once) */
-static void mm_quantize_group(bn_mm *mm, int cnt, int mode) {
-    for (int i = 0; i < cnt; i++) {
-        int shared = -1;
-        for (int j = 0; j < i && shared < 0; j++)
-            if (mm[i].mode == 1 && mm[i].type != BN_F32 && mm[j].type != BN_F32
-                && bn_mm_act_kind(mm[i].type, mode) == bn_mm_act_kind(mm[j].type, mode))
-                shared = j;
-        if (shared >= 0) {
-            mm[i].act = mm[shared].act;
-            mm[i].act_scale = mm[shared].act_scale;
-            mm[i].act_sum = mm[shared].act_sum;
-        } else {
-            bn_mm_quantize(&mm[i], 0, mm[i].T);
-        }
-    }
-}
-
 static void fwd_task(void *vctx, int ith, int nth) {
     fwd_ctx *c = (fwd_ctx *)vctx;
     const bn_model *m = c->m;
@@ -297,20 +277,13 @@ static void fwd_task(void *vctx, int ith, int nth) {
     const int64_t F = m->n_ff, qw = H * hd, kw = Hkv * hd, half = m->rope_dims / 2, group = H / Hkv;
     const int64_t wmax = D > qw ? D : qw;
     const size_t esz = c->kv_f16 ? 2 : 4;
-    /* private block: x (T, D), h (T, wmax), act (T, F), scratch, quantized activations */
+    /* private block: x (T, D), h (T, wmax), act (T, F), scratch */
     uint8_t *pb = c->priv + (size_t)ith * c->priv_stride;
     float *x = (float *)pb;
     float *h = x + T * D;
     float *act = h + T * wmax;
     float *scratch = act + T * F; /* attention scratch, then a roped q row */
     const int64_t attn_n = bn_peer_attn_scratch(c->n_kv, hd); /* >= n_kv */
-    const int64_t scratch_n = ((attn_n + hd + 15) / 16) * 16;
-    uint8_t *ab = (uint8_t *)(scratch + scratch_n);
-    uint8_t *slot[MM_COUNT];
-    for (int s = 0; s < MM_COUNT; s++) {
-        slot[s] = ab;
-        ab += (c->act_bytes[s] + 63) & ~(size_t)63;
-    }
     memcpy(x, c->x, sizeof(float) * (size_t)(T * D));
     /* kv heads of this thread (attention of one token runs by kv head, see above) */
     const int64_t gchunk = (Hkv + nth - 1) / nth;
@@ -323,11 +296,10 @@ static void fwd_task(void *vctx, int ith, int nth) {
         float *outs[MM_COUNT] = {c->q, c->k, c->v, c->o, c->gate, c->up, c->o};
         bn_mm mm[MM_COUNT];
         for (int s = 0; s < MM_COUNT; s++)
-            bn_mm_setup(&mm[s], lins[s]->type, lins[s]->w, lins[s]->n_out, lins[s]->n_in, ins[s], T, outs[s],
-                        c->mode, slot[s]); /* checked in bn_forward */
-        /* attn_norm, quantize; q, k, v */
+            bn_mm_setup(&mm[s], lins[s]->type, lins[s]->w, lins[s]->n_out, lins[s]->n_in, ins[s], T,
+                        outs[s]); /* checked in bn_forward */
+        /* attn_norm; q, k, v */
         bn_rms_norm(x, L->attn_norm, h, T, D, m->eps);
-        mm_quantize_group(mm + MM_Q, 3, c->mode);
         mm_group(c, mm + MM_Q, lins + MM_Q, 3, ith, nth);
         bn_barrier_wait(&c->bar, nth);
         /* rope k and store k, v of kv heads g0..g1 */
@@ -375,27 +347,24 @@ static void fwd_task(void *vctx, int ith, int nth) {
             }
         }
         bn_barrier_wait(&c->bar, nth);
-        /* attn_sub_norm, quantize; wo */
+        /* attn_sub_norm; wo */
         if (L->attn_sub_norm) bn_rms_norm(c->attn, L->attn_sub_norm, h, T, qw, m->eps);
         else memcpy(h, c->attn, sizeof(float) * (size_t)(T * qw));
-        bn_mm_quantize(&mm[MM_O], 0, T);
         mm_group(c, mm + MM_O, lins + MM_O, 1, ith, nth);
         bn_barrier_wait(&c->bar, nth);
-        /* residual, ffn_norm, quantize; gate, up */
+        /* residual, ffn_norm; gate, up */
         for (int64_t i = 0; i < T * D; i++) x[i] = x[i] + c->o[i];
         if (il == m->n_layer - 1 && c->n_out < T) { /* the caller gets the FFN input of every row */
             if (ith == 0) memcpy(c->x, x, sizeof(float) * (size_t)(T * D));
             if (c->n_out == 0) break;
         }
         bn_rms_norm(x, L->ffn_norm, h, T, D, m->eps);
-        mm_quantize_group(mm + MM_GATE, 2, c->mode);
         mm_group(c, mm + MM_GATE, lins + MM_GATE, 2, ith, nth);
         bn_barrier_wait(&c->bar, nth);
-        /* gated activation, ffn_sub_norm, quantize; down */
+        /* gated activation, ffn_sub_norm; down */
         if (m->ffn_relu2) bn_relu2_glu(c->gate, c->up, act, T * F);
         else bn_swiglu(c->gate, c->up, act, T * F);
         if (L->ffn_sub_norm) bn_rms_norm(act, L->ffn_sub_norm, act, T, F, m->eps);
-        bn_mm_quantize(&mm[MM_DOWN], 0, T);
         mm_group(c, mm + MM_DOWN, lins + MM_DOWN, 1, ith, nth);
         bn_barrier_wait(&c->bar, nth);
         /* residual */
@@ -414,7 +383,7 @@ static int linear_ok(const bn_linear *l, int64_t n_out, int64_t n_in, int mode) 
         return bn_peer_supported(l->type) && bn_peer_mm_setup(&probe, l->type, NULL, n_out, n_in, 1, NULL) == 0;
     }
     bn_mm probe;
-    return bn_mm_setup(&probe, l->type, l->w, n_out, n_in, NULL, 1, NULL, 0, NULL) == 0;
+    return bn_mm_setup(&probe, l->type, l->w, n_out, n_in, NULL, 1, NULL) == 0;
 }
 
 static int model_ok(const bn_model *m, int64_t n_kv) {
@@ -454,20 +423,10 @@ int bn_forward(const bn_model *m, float *x, int64_t T, const int64_t *positions,
     const int64_t qw = H * hd, kw = Hkv * hd, wmax = D > qw ? D : qw;
     fwd_ctx c;
     memset(&c, 0, sizeof(c));
-    c.mode = 0;
-    for (int il = 0; il < m->n_layer; il++) {
-        const bn_layer *L = &m->layers[il];
-        const bn_linear *lins[MM_COUNT] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->gate, &L->up, &L->down};
-        for (int s = 0; s < MM_COUNT; s++) {
-            const size_t b = bn_mm_act_bytes(lins[s]->type, lins[s]->n_in, T, c.mode);
-            if (b > c.act_bytes[s]) c.act_bytes[s] = b;
-        }
-    }
     int nth = n_threads < 1 ? 1 : n_threads;
     if (nth > bn_max_threads()) nth = bn_max_threads();
     const size_t shared_n = (size_t)T * (size_t)(2 * qw + 2 * kw + D + 2 * F);
     size_t priv = sizeof(float) * ((size_t)T * (size_t)(D + wmax + F) + (size_t)(((bn_peer_attn_scratch(n_kv, hd) + hd + 15) / 16) * 16));
-    for (int s = 0; s < MM_COUNT; s++) priv += (c.act_bytes[s] + 63) & ~(size_t)63;
     priv = (priv + 63) & ~(size_t)63;
     float *shared = (float *)malloc(sizeof(float) * shared_n + 64);
     uint8_t *privs = (uint8_t *)malloc(priv * (size_t)nth + 64);

@@ -88,6 +88,11 @@ typedef struct {
 int bn_peer_geom(int type, bn_blk_geom *g); /* -1: not a block type */
 int64_t bn_peer_nsb(int type, int64_t D);   /* super-blocks per row */
 
+/* one block of activations (bn_act_quant.c): quantize_row_q8_0/q8_1's 32 codes (returns d
+ * before its f16 rounding, *sum = sum of the codes); quantize_row_q8_K_ref's n codes (returns d) */
+float bn_q8_block32(const float *x, int8_t *q, int *sum);
+float bn_q8k_block(const float *x, int n, int8_t *q);
+
 /* one activation row: codes (D), da, sa (per super-block), bias (8 int32 per super-block) */
 typedef struct {
     const int8_t *codes;

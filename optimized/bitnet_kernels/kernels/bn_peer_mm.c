@@ -142,23 +142,9 @@ static void quantize_row(const bn_peer_mm *c, const float *x, uint8_t *out) {
         int32_t *bb = bias + 8 * b;
         if (g.q8k) { /* quantize_row_q8_K_ref (an I2_S row's last half block: its 128) */
             const int bl = D - b * QK_K < QK_K ? (int)(D - b * QK_K) : QK_K;
-            float max = 0.0f, amax = 0.0f;
-            for (int j = 0; j < bl; j++) {
-                const float ax = fabsf(xb[j]);
-                if (ax > amax) { amax = ax; max = xb[j]; }
-            }
+            /* (all-zero x: zero codes and sums; llama.cpp leaves its bsums stale, they meet d = 0) */
+            da[b] = bn_q8k_block(xb, bl, qb);
             for (int j = 0; j < 8; j++) bb[j] = 0;
-            if (!amax) { /* (llama.cpp leaves the bsums stale: they meet d = 0, no bit changes) */
-                da[b] = 0.0f;
-                memset(qb, 0, (size_t)bl);
-                if (g.kq) memset(bias + 8 * nsb + 16 * b, 0, 16 * sizeof(int32_t));
-                continue;
-            }
-            const float iscale = -127.0f / max;
-            for (int j = 0; j < bl; j++) {
-                const int v = bn_nearest_int(iscale * xb[j]);
-                qb[j] = (int8_t)(v < 127 ? v : 127);
-            }
             for (int j = 0; j < bl / 32; j++) { /* -(bsums[2j] + bsums[2j+1]): codes 32j..32j+31 */
                 int s = 0;
                 for (int k = 0; k < 32; k++) s += qb[32 * j + k];
@@ -172,19 +158,11 @@ static void quantize_row(const bn_peer_mm *c, const float *x, uint8_t *out) {
                     bs[j] = s;
                 }
             }
-            da[b] = 1.0f / iscale;
             continue;
         }
         /* quantize_row_q8_0 / q8_1, the SIMD versions (127/amax, round half to even) */
-        float amax = 0.0f;
-        for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(xb[j]));
-        const float d = amax / 127.0f;
-        const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
-        int sum = 0;
-        for (int j = 0; j < 32; j++) {
-            qb[j] = (int8_t)bn_nearest_int(xb[j] * id);
-            sum += qb[j];
-        }
+        int sum;
+        const float d = bn_q8_block32(xb, qb, &sum);
         da[b] = bn_fp16_to_fp32(bn_fp32_to_fp16(d));
         sa[b] = g.has_min ? bn_fp16_to_fp32(bn_fp32_to_fp16(d * (float)sum)) : 0.0f;
         for (int j = 0; j < 8; j++) {
