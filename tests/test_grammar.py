@@ -384,3 +384,18 @@ def test_named_tokens_resolve_per_vocabulary(vocab_pair: Tuple[Llama, Any]) -> N
     bad = LlamaGrammar.from_string("root ::= <not a token>")
     with pytest.raises(GrammarError, match="invalid token '<not a token>'"):
         bad.compile(ours._grammar_vocab(), ours._special_token_ids)
+
+
+def test_chat_schema_grammars_keep_strings_strict_json() -> None:
+    """The chat handlers' schema grammars (response_format, tool arguments) exclude raw control
+    characters in strings, as llama.cpp's own converter and JSON_GBNF do; llama-cpp-python's
+    converter text (json_schema_to_gbnf, unchanged) lets "\\n" through. Measured: for the
+    get_time tool of tests/test_server_openai.py llama-cpp-python's reply held a raw newline."""
+    from bitnet.llama_compat.llama_chat_format import _grammar_for_json_schema
+
+    schema = json.dumps({"type": "object", "properties": {"a": {"type": "string"}}})
+    loose = CompiledGrammar(parse_gbnf(G.json_schema_to_gbnf(schema)))
+    strict = _grammar_for_json_schema(schema).compile()
+    for g, ok in ((loose, True), (strict, False)):
+        assert GrammarPrefix(g).push(b'{ "a": "x\ny') is ok
+        assert accepts(g, b'{ "a": "x\\ny" }')

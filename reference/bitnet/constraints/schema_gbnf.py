@@ -533,6 +533,17 @@ def json_schema_to_gbnf(schema: str, prop_order: Optional[List[str]] = None) -> 
     return converter.format_grammar()
 
 
+LAX_CHAR = 'char ::= [^"\\\\] |'
+STRICT_CHAR = 'char ::= [^"\\\\\\x7F\\x00-\\x1F] |'
+
+
+def strict_json_strings(grammar: str) -> str:
+    """`grammar` (a converter output) with JSON strings that exclude raw control characters and
+    DEL, as llama.cpp's JSON_GBNF and its C++ converter write them; llama-cpp-python's `char`
+    rule lets them through, which makes invalid JSON."""
+    return grammar.replace(LAX_CHAR, STRICT_CHAR)
+
+
 def iter_rule_names(grammar: str) -> Iterator[str]:
     """The rule names defined in a converter output (one `name ::= ...` per line)."""
     for line in grammar.splitlines():

@@ -6,10 +6,11 @@ does: render, tokenize with special tokens, complete, reshape into chat dicts. H
 registered by name in one shared table (`LlamaChatCompletionHandlerRegistry`).
 
 Grammars, as llama-cpp-python builds them: `response_format={"type": "json_object"}` samples
-with llama.cpp's JSON_GBNF grammar, or with the schema's grammar (`LlamaGrammar.
-from_json_schema`, plain JSON_GBNF when the converter refuses the schema); a named tool
-(`tool_choice={"type": "function", ...}` or legacy `function_call={"name": ...}`) constrains
-the reply to the tool's parameter schema and returns one tool call.
+with llama.cpp's JSON_GBNF grammar, or with the schema's grammar (`json_schema_to_gbnf`, its
+string characters made strict JSON as JSON_GBNF has them; plain JSON_GBNF when the converter
+refuses the schema); a named tool (`tool_choice={"type": "function", ...}` or legacy
+`function_call={"name": ...}`) constrains the reply to the tool's parameter schema and returns
+one tool call.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Protocol, Union
 
+from bitnet.constraints.schema_gbnf import strict_json_strings
 from bitnet.llama_compat import llama_grammar
 from bitnet.llama_compat._chat_convert import (
     _convert_completion_to_chat,
@@ -107,9 +109,12 @@ def _grammar_for_json(verbose: bool = False) -> llama_grammar.LlamaGrammar:
 
 def _grammar_for_json_schema(schema: str, verbose: bool = False,
                              fallback_to_json: bool = True) -> llama_grammar.LlamaGrammar:
-    """The schema's grammar; plain JSON when the converter refuses the schema."""
+    """The schema's grammar, its strings strict JSON (no raw control characters: the one
+    difference from llama-cpp-python's, whose replies could then fail json.loads); plain JSON
+    when the converter refuses the schema."""
     try:
-        return llama_grammar.LlamaGrammar.from_json_schema(schema, verbose=verbose)
+        text = strict_json_strings(llama_grammar.json_schema_to_gbnf(schema))
+        return llama_grammar.LlamaGrammar.from_string(text, verbose=verbose)
     except Exception as e:
         if not fallback_to_json:
             raise
