@@ -226,6 +226,32 @@ def test_context_overflow_message(pair: Tuple[Llama, Any]) -> None:
     assert str(a.value).startswith("Requested tokens (301) exceed context window of 256")
 
 
+def test_exceptions_have_llama_cpp_pythons_builtin_types(pair: Tuple[Llama, Any]) -> None:
+    """eval past the context: llama-cpp-python raises RuntimeError ("llama_decode returned 1");
+    ours is a RuntimeError and a ValueError, raised before anything is evaluated. Generating
+    with a vocab-only model: AssertionError in both ("Memory is not initialized")."""
+    ours, ref = pair
+    for llm in pair:
+        llm.reset()
+        with pytest.raises(RuntimeError):
+            llm.eval(list(range(1000, 1300)))  # 300 tokens > n_ctx 256
+        llm.reset()
+    with pytest.raises(ValueError, match=r"Requested tokens \(300\) exceed context window of 256"):
+        ours.eval(list(range(1000, 1300)))
+    assert ours.n_tokens == 0
+    path = str(corpus_path("vocab/ggml-vocab-llama-spm.gguf"))
+    vocab_only = (Llama(path, vocab_only=True, verbose=False),
+                  llama_cpp.Llama(path, vocab_only=True, verbose=False))
+    for llm in vocab_only:
+        assert llm._ctx.ctx is not None and llm._is_recurrent is False and llm._is_hybrid is False
+        with pytest.raises(AssertionError):
+            llm("Hello", max_tokens=2)
+        with pytest.raises(AssertionError):
+            llm.eval([1, 2])
+    with pytest.raises(RuntimeError, match="Memory is not initialized"):
+        vocab_only[0].create_chat_completion([{"role": "user", "content": "hi"}], max_tokens=1)
+
+
 def test_grammar_errors_and_schema_fallback(pair: Tuple[Llama, Any]) -> None:
     """grammar= that is not a LlamaGrammar fails with llama-cpp-python's builtin type; a
     response_format schema its converter refuses ({"not": ...}) falls back to plain JSON
