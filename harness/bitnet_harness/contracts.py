@@ -116,7 +116,7 @@ CONTRACTS: Sequence[Contract] = (
        f"{CAPI}::test_header_error_codes_match_spec_table", f"{CAPI}::test_bad_inputs_under_asan"),
     # Python API
     _c("python.import", "Python API", "`from bitnet.llama_compat import Llama` is the only change",
-       LLAMA),
+       LLAMA, "tests/test_llama_upstream.py", "tests/test_llama_api_surface.py"),
     _c("python.signatures", "Python API", "Llama(...) parameters and methods locked",
        f"{LLAMA}::test_signatures_match_llama_cpp_python", f"{LLAMA}::test_helper_classes_match"),
     _c("python.tokenize", "Python API", "llama.tokenize(text, add_bos=True, special=True)",
@@ -127,10 +127,17 @@ CONTRACTS: Sequence[Contract] = (
     _c("python.errors", "Python API", "errors users catch: context overflow, missing file, "
        "logprobs without logits_all, embed without embedding=True",
        f"{LLAMA}::test_missing_model_path", f"{LLAMA}::test_context_overflow_message",
-       f"{LLAMA}::test_logprobs_and_embed_errors"),
+       f"{LLAMA}::test_logprobs_and_embed_errors",
+       f"{LLAMA}::test_exceptions_have_llama_cpp_pythons_builtin_types"),
     _c("python.json-output", "Python API", "response_format json_object and JSON schemas ($ref, "
-       "anyOf, enum, pattern, bounds...) and tool-call arguments produce valid JSON without grammars",
-       "tests/test_json_constraint.py", f"{LLAMA}::test_forced_tool_call_identical"),
+       "anyOf, allOf, enum, pattern...) and tool-call arguments follow llama-cpp-python's grammars",
+       "tests/test_json_constraint.py", f"{LLAMA}::test_forced_tool_call_identical",
+       f"{LLAMA}::test_response_format_schema_identical"),
+    _c("python.grammar", "Python API", "grammar= (LlamaGrammar, GBNF): llama.cpp's parser and "
+       "grammar sampler, token for token",
+       "tests/test_grammar.py", "tests/test_grammar_generation.py", "tests/test_grammar_engine.py"),
+    _c("python.speculative", "Python API", "draft_model= (prompt lookup): greedy output of plain "
+       "decoding in fewer decode calls", "tests/test_speculative.py"),
     _c("python.chat", "Python API", "chat templates render token-identical; sandboxed",
        f"{LLAMA}::test_builtin_chat_formats_render_identically",
        f"{LLAMA}::test_gguf_template_renders_token_identical",
