@@ -201,10 +201,12 @@ CONTRACTS: Sequence[Contract] = (
        f"{GGUF}::test_bad_file_corpus[tensor_offset_misaligned]",
        f"{GGUF}::test_bad_file_corpus[tensor_offset_past_eof]"),
     # performance
-    _c("perf.no-regression", "Performance", "no regression vs llama.cpp (bitnet-compat bench)"),
-    _c("perf.loading", "Performance", "better model loading (memory-mapped)"),
-    _c("perf.tokenization", "Performance", "better tokenization (especially GPT-2)"),
-    _c("perf.simd", "Performance", "hand-optimized SIMD operations"),
+    _c("perf.no-regression", "Performance", "no regression vs llama.cpp (bitnet-compat bench)",
+       "bench::decode"),
+    _c("perf.loading", "Performance", "better model loading (memory-mapped)", "bench::load",
+       "bench::constructor"),
+    _c("perf.tokenization", "Performance", "better tokenization (especially GPT-2)", "bench::tokenize"),
+    _c("perf.simd", "Performance", "hand-optimized SIMD operations", "bench::matmul"),
     _c("kernels.optimized-vs-reference", "Performance", "the SIMD kernels compute what the "
        "reference computes (NMSE per test-backend-ops, guard bytes, every ISA variant)",
        f"{KERNELS}::test_matmul_matches_reference", f"{KERNELS}::test_elementwise_match_reference",

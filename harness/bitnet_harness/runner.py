@@ -7,10 +7,11 @@ registry); `--quick` skips tests marked `slow`. Reports go to `reports/<run-id>/
 
 After the suite, a full run without explicit TESTS also records (unless its --impl leaves
 out what they need): the differential metrics (bitnet_harness.differential), then the
-time-budgeted campaigns: in --full the benchmark suites `load` and `tokenize` (each started
-only while budget remains), then the fuzz campaigns (tokenizers vs llama.cpp; mutated GGUF
-files must raise only GGUFError) in seeded batches until the budget (`--time-budget S`,
-default 30 s quick, 600 s full; 0 runs nothing) is spent. A finding is a failed check of
+time-budgeted campaigns: in --full the benchmark suites `load`, `tokenize`, `matmul` and
+`decode` (each started only while budget remains; their ratios prove or fail the perf.*
+contracts, bitnet_harness.bench.bench_outcomes), then the fuzz campaigns (tokenizers vs
+llama.cpp; mutated GGUF files must raise only GGUFError) in seeded batches until the budget
+(`--time-budget S`, default 30 s quick, 600 s full; 0 runs nothing) is spent. A finding is a failed check of
 its contract (`fuzz::tokenizers[<vocab>]`, `fuzz::gguf`), shrunk and saved under
 corpora/regressions/. Faults injected with --inject-fault apply to the pytest checks only.
 llama.cpp's own log (and anything else on stderr) during the metrics and the campaigns is
@@ -46,7 +47,7 @@ not compute them, e.g. a run restricted to TESTS):
                       "gguf": {"kind": "fuzz", "cases": n, "used_s": s, "batches": n,
                                "batch": n, "mismatches": 0 | 1,
                                "finding": {"what", "size", "regression": path} | null},
-                      "bench load" | "bench tokenize": {"kind": "bench", "used_s": s}}},
+                      "bench WHAT": {"kind": "bench", "used_s": s}}},
      "bench": {what: the `bitnet-compat bench WHAT --json` object}   # also bench --report DIR
     }
 NMSE = sum((ours - ref)^2) / sum(ref^2) (llama.cpp's test-backend-ops metric).
@@ -70,6 +71,7 @@ from rich.table import Table
 
 from bitnet.safe_write import write_text
 from bitnet.tools.extras import MissingExtraError, missing_modules
+from bitnet_harness.bench import bench_outcomes
 from bitnet_harness.checkout import require_checkout
 from bitnet_harness.contracts import CONTRACTS, status
 from bitnet_harness.report import write_reports
@@ -173,6 +175,7 @@ def run(quick: bool = True, report_dir: Optional[str] = None, seed: int = 0,
             outcomes[f"fuzz::tokenizers[{name}]"] = "failed" if entry["mismatch"] else "passed"
     if campaigns.get("gguf", {}).get("cases"):
         outcomes["fuzz::gguf"] = "failed" if campaigns["gguf"]["finding"] else "passed"
+    outcomes.update(bench_outcomes(extra["bench"]))  # the performance contracts' evidence
     if not extra["bench"]:
         del extra["bench"]
     summary = _summary(run_id, quick, seed, outcomes, inject_fault)
@@ -251,7 +254,7 @@ def _budgeted(quick: bool, impls: Sequence[str], seed: int, budget: float,
     if not quick and "llama.cpp" in impls:
         from bitnet_harness.bench import collect_bench
 
-        for what in ("load", "tokenize"):
+        for what in ("load", "tokenize", "matmul", "decode"):
             if time.monotonic() - start >= budget:
                 break
             say(f"bench {what}")
@@ -284,7 +287,8 @@ def _summary(run_id: str, quick: bool, seed: int, outcomes: Dict[str, str],
         totals[st] += 1
         contracts.append({"id": c.id, "section": c.section, "clause": c.clause, "status": st,
                           "checks": nodes})
-    tests = {k: sum(1 for node, v in outcomes.items() if v == k and not node.startswith("fuzz::"))
+    tests = {k: sum(1 for node, v in outcomes.items()
+                    if v == k and not node.startswith(("fuzz::", "bench::")))
              for k in ("passed", "failed", "skipped")}  # pytest's; campaigns are counted apart
     return {"schema": 2, "run_id": run_id, "mode": "quick" if quick else "full", "seed": seed,
             "injected_fault": fault, "totals": totals, "tests": tests, "contracts": contracts}

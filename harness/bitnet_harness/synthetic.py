@@ -22,9 +22,12 @@ kinds hold bit-identical ternary weights (ternary-trained-like: W = scale * t wi
 
 Sizes: "tiny" (2 layers, width 256, 2-4 s to write, 11-36 MB; the llama and bitnet kinds
 use llama.cpp's 32000-token Llama 2 SPM vocabulary, which llama.cpp loads, to keep files
-small; bitnet-b1.58 keeps the Llama 3 vocabulary, 74 MB, ~20 s) and "bench" (16 layers,
+small; bitnet-b1.58 keeps the Llama 3 vocabulary, 74 MB, ~20 s), "bench" (16 layers,
 width 1024, Llama 3 vocabulary for every kind: ~310M parameters for bitnet-b1.58, 316 MB
-and ~1 min to write; ~440M with llama's untied output; on demand, never in tests).
+and ~1 min to write; ~440M with llama's untied output) and "wide" (12 layers, width 1536,
+FFN 4096, 12 heads of 128, 4 KV heads, Llama 2's 32000 tokens: 300M ternary parameters
+behind a 98 MB F16 embedding, the width of small real BitNet models). "bench" and "wide"
+are written on demand (the decode benchmark), never in tests.
 Vocabularies are copied from corpora/data/vocab/.
 
     python -m bitnet_harness.synthetic all --size tiny      # fill the cache
@@ -60,7 +63,10 @@ class Shape:
 SIZES: Dict[str, Shape] = {
     "tiny": Shape(n_layer=2, n_embd=256, n_ff=512, n_head=4, n_head_kv=2, n_ctx=512),
     "bench": Shape(n_layer=16, n_embd=1024, n_ff=2816, n_head=16, n_head_kv=4, n_ctx=4096),
+    "wide": Shape(n_layer=12, n_embd=1536, n_ff=4096, n_head=12, n_head_kv=4, n_ctx=4096),
 }
+# the vocabulary of each size (bitnet-b1.58 always has Llama 3's)
+SIZE_VOCAB = {"tiny": "llama2", "bench": "llama3", "wide": "llama2"}
 
 
 @dataclass(frozen=True)
@@ -92,7 +98,7 @@ FILE_TYPES = {"F16": 1, "Q8_0": 7, "Q4_0": 2, "Q4_1": 3, "Q5_0": 8, "Q5_1": 9, "
 
 
 def _vocab_for(kind: Kind, size: str) -> str:
-    if kind.arch == "bitnet-b1.58" or size != "tiny":
+    if kind.arch == "bitnet-b1.58" or SIZE_VOCAB[size] == "llama3":
         return LLAMA3_VOCAB
     return LLAMA2_VOCAB
 
@@ -273,7 +279,7 @@ def synthetic_path(kind: str, size: str = "tiny", *, seed: int = 0) -> Path:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """`python -m bitnet_harness.synthetic KIND... [--size tiny|bench] [--seed S] [--out DIR]`:
+    """`python -m bitnet_harness.synthetic KIND... [--size tiny|bench|wide] [--seed S] [--out DIR]`:
     write (or find in the cache) the named synthetic models and print their paths."""
     import argparse
 

@@ -91,24 +91,28 @@ def _default_threads() -> int:
 class OptimizedBackend(NumpyBackend):
     """The C kernels behind the `bitnet.ops.Backend` protocol (see the module docstring).
 
-    n_threads: threads of the C pool (default BITNET_THREADS, else os.cpu_count()).
+    n_threads: threads of the C pool for one token (default BITNET_THREADS, else
+    os.cpu_count()); n_threads_batch: for a batch of tokens (default n_threads), as llama.cpp's
+    context parameters. The thread count changes no bit.
     """
 
     def __init__(self, *, activation_quant: str = "none", n_threads: Optional[int] = None,
-                 plain: AbstractSet[str] = frozenset()) -> None:
+                 n_threads_batch: Optional[int] = None, plain: AbstractSet[str] = frozenset()) -> None:
         if not _k.available():
             raise RuntimeError(f"bitnet_kernels is not available: {_k.unavailable_reason()}")
         super().__init__(activation_quant=activation_quant)
         self.n_threads = int(n_threads) if n_threads else _default_threads()
+        self.n_threads_batch = int(n_threads_batch) if n_threads_batch else self.n_threads
         self.peer = activation_quant == "peer"
         self.plain = frozenset(plain)
         self._fused = FusedForward(_k._ffi, _k._lib, peer=self.peer,
                                    can_read=lambda w: c_can_read(w, self.peer))
 
-    def _threads(self, work: int) -> int:
+    def _threads(self, work: int, rows: int) -> int:
         # subtle: waking workers costs tens of microseconds; below PARALLEL_MIN_MACS one
         # thread is faster. Results are the same bits either way.
-        return self.n_threads if work >= _k.PARALLEL_MIN_MACS else 1
+        pool = self.n_threads_batch if rows > 1 else self.n_threads
+        return pool if work >= _k.PARALLEL_MIN_MACS else 1
 
     def matmul(self, w: QTensor, x: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
         """ggml_mul_mat(w, x). w: (N, D); x: (T, D) -> (T, N)."""
@@ -127,7 +131,7 @@ class OptimizedBackend(NumpyBackend):
         mode = (2 if w.name in self.plain else 1) if self.peer else 0
         rc = _k._lib.bn_matmul(
             w.type_id, _ptr("uint8_t[]", w.data), n, d, _ptr("float[]", x), x.shape[0],
-            _ptr("float[]", y), mode, self._threads(n * d * x.shape[0]),
+            _ptr("float[]", y), mode, self._threads(n * d * x.shape[0], x.shape[0]),
         )
         _check(rc, f"matmul {w.name} ({w.type_name}, {n}x{d})")
         return y
@@ -268,7 +272,7 @@ class OptimizedBackend(NumpyBackend):
         rc = _k._lib.bn_attention(
             _ptr("float[]", q32), _ptr("uint8_t[]", kc), _ptr("uint8_t[]", vc), int(k.dtype == np.float16),
             t, h, k.shape[1], d, k.shape[0], _ptr("int64_t[]", qp), _ptr("int64_t[]", kp), float(scale),
-            int(self.peer), _ptr("float[]", y), self._threads(t * h * k.shape[0] * d),
+            int(self.peer), _ptr("float[]", y), self._threads(t * h * k.shape[0] * d, t),
         )
         _check(rc, "attention")
         return y
@@ -280,4 +284,5 @@ class OptimizedBackend(NumpyBackend):
         per-op path, so the same bits. A subclass that overrides an op must override this
         to return None (the C would bypass its override)."""
         _k._sync_isa()
-        return self._fused.run(hp, w, cache, x, positions, kv_pos, rope, kq_scale, n_out, self.n_threads)
+        return self._fused.run(hp, w, cache, x, positions, kv_pos, rope, kq_scale, n_out,
+                               self.n_threads_batch if x.shape[0] > 1 else self.n_threads)

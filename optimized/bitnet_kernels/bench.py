@@ -20,7 +20,7 @@ from bitnet import quants
 from bitnet.ggml_types import GGML_TYPES_BY_NAME
 from bitnet.ops import QTensor
 
-__all__ = ["random_weight_bytes", "matmul_bench", "DEFAULT_TYPES"]
+__all__ = ["random_weight_bytes", "matmul_bench", "read_bandwidth", "DEFAULT_TYPES"]
 
 DEFAULT_TYPES = ("F32", "F16", "Q8_0", "Q4_0", "Q4_1", "Q4_K", "Q6_K", "TQ2_0", "TQ1_0", "I2_S")
 TERNARY = ("TQ1_0", "TQ2_0", "I2_S")
@@ -103,6 +103,19 @@ def matmul_bench(
         else:
             os.environ["BITNET_ISA"] = saved
     return rows
+
+
+def read_bandwidth(n_threads: int = 1, megabytes: int = 512, repeat: int = 5) -> float:
+    """GB/s of reading a `megabytes` buffer (larger than any cache) with n_threads, best of
+    `repeat`: how fast memory delivers weights to the kernels on this machine."""
+    import bitnet_kernels as opt
+
+    if not opt.available():
+        raise RuntimeError(f"bitnet_kernels unavailable: {opt.unavailable_reason()}")
+    buf = np.ones(megabytes << 20, dtype=np.uint8)  # written: every page really mapped
+    ptr = opt._ffi.from_buffer(buf)
+    seconds = _time(lambda: opt._lib.bn_read_bytes(ptr, buf.nbytes, n_threads), repeat)
+    return buf.nbytes / seconds / 1e9
 
 
 if __name__ == "__main__":

@@ -55,14 +55,16 @@ def numerics_mode(numerics: Optional[str] = None) -> str:
 
 
 def make_backend(numerics: Optional[str] = None, *, n_threads: Optional[int] = None,
-                 arch: str = "") -> Backend:
+                 n_threads_batch: Optional[int] = None, arch: str = "") -> Backend:
     """The Backend that computes in the given numerics mode (see the module docstring).
 
     The C kernels run "llama.cpp" and "float" when they are built; without them the numpy
     code of the same numerics runs (`bitnet.numerics.PeerBackend`, the same bits, or
     `NumpyBackend`) after a one-time warning. BITNET_BACKEND=optimized makes missing
-    kernels an error; BITNET_BACKEND=reference picks numpy without loading them. arch: the
-    model's architecture (which weights llama.cpp keeps out of its repack buffer)."""
+    kernels an error; BITNET_BACKEND=reference picks numpy without loading them. n_threads /
+    n_threads_batch: the C pool for one token / a batch (llama.cpp's context parameters;
+    default $BITNET_THREADS, else every core; no bit depends on them). arch: the model's
+    architecture (which weights llama.cpp keeps out of its repack buffer)."""
     mode = numerics_mode(numerics)
     if mode == "reference":
         return NumpyBackend()
@@ -73,10 +75,11 @@ def make_backend(numerics: Optional[str] = None, *, n_threads: Optional[int] = N
         if kernels is None:
             return PeerBackend(plain=plain_weights(arch))
         return kernels.OptimizedBackend(activation_quant="peer", n_threads=n_threads,
-                                        plain=plain_weights(arch))
+                                        n_threads_batch=n_threads_batch, plain=plain_weights(arch))
     if kernels is None:
         return NumpyBackend()
-    return kernels.OptimizedBackend(activation_quant="none", n_threads=n_threads)
+    return kernels.OptimizedBackend(activation_quant="none", n_threads=n_threads,
+                                    n_threads_batch=n_threads_batch)
 
 
 _warned = False
@@ -138,14 +141,17 @@ def grammar_engine() -> Optional[Any]:
     return default_engine()
 
 
-def load_model(gguf: Any, *, numerics: Optional[str] = None, n_threads: Optional[int] = None) -> Any:
-    """A `bitnet.model.Model` over an opened GGUF file (`bitnet.gguf.load`) or a path."""
+def load_model(gguf: Any, *, numerics: Optional[str] = None, n_threads: Optional[int] = None,
+               n_threads_batch: Optional[int] = None) -> Any:
+    """A `bitnet.model.Model` over an opened GGUF file (`bitnet.gguf.load`) or a path, on
+    `make_backend(numerics, n_threads=..., n_threads_batch=...)`."""
     from bitnet.gguf import load
     from bitnet.model import Model
 
     gf = load(gguf) if isinstance(gguf, (str, os.PathLike)) else gguf
     arch = str(gf.kv.get("general.architecture", ""))
-    return Model(gf, backend=make_backend(numerics, n_threads=n_threads, arch=arch))
+    return Model(gf, backend=make_backend(numerics, n_threads=n_threads, n_threads_batch=n_threads_batch,
+                                          arch=arch))
 
 
 def tokenizer_from_kv(kv: Dict[str, Any]) -> Any:

@@ -6,6 +6,7 @@
  */
 #ifndef BN_API_H
 #define BN_API_H
+#include <stddef.h>
 #include <stdint.h>
 
 /* ggml_rope_ext's arguments besides the tensor and the positions */
@@ -47,6 +48,10 @@ void bn_rope(const float *x, float *y, int64_t T, int64_t H, int64_t d, const fl
              const float *sin_t, int64_t n_dims, int mode);
 void bn_swiglu(const float *g, const float *u, float *y, int64_t n);
 void bn_relu2_glu(const float *g, const float *u, float *y, int64_t n);
+
+/* bn_membw.c: read `bytes` at p with n_threads (each its contiguous share, wide loads);
+ * returns an xor of everything read (so nothing is optimized away). Times memory bandwidth. */
+uint64_t bn_read_bytes(const void *p, size_t bytes, int n_threads);
 
 /* bn_selftest.c: SIMD variants vs scalar on awkward shapes; returns the failure count */
 int bn_selftest(int verbose);

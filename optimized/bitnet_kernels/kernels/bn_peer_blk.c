@@ -508,23 +508,26 @@ INLINE BN_TARGET_AVX512 void rows2_2bit(int i2s_layout, const uint8_t *rA, const
     for (int64_t b = 0; b * 256 < D; b++) {
         const uint8_t *pA = rA + bsz * b, *pB = rB + bsz * b;
         const int halves = D - 256 * b >= 256 ? 2 : 1; /* an I2_S row may end with half a block */
-        __m512i L = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(a.bias + 8 * b)));
+        /* integer sums: four independent chains (any order gives the same integers) */
+        __m512i L[4] = {_mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(a.bias + 8 * b))),
+                        _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
         for (int c = 0; c < halves; c++) {
             const __m512i v = load_2x256(pA + 32 * c, pB + 32 * c);
             const int8_t *x = a.codes + 256 * b + 128 * c;
             for (int l = 0; l < 4; l++) {
                 const int sh = i2s_layout ? 6 - 2 * l : 2 * l;
                 const __m512i wv = _mm512_and_si512(_mm512_srli_epi16(v, (unsigned)sh), m3);
-                L = _mm512_dpbusd_epi32(L, wv, _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x + 32 * l))));
+                L[l] = _mm512_dpbusd_epi32(L[l], wv, _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x + 32 * l))));
             }
         }
+        L[0] = _mm512_add_epi32(_mm512_add_epi32(L[0], L[1]), _mm512_add_epi32(L[2], L[3]));
         float dA = i2s, dB = i2s;
         if (!i2s_layout) {
             dA = _cvtsh_ss(*(const uint16_t *)(pA + 64));
             dB = _cvtsh_ss(*(const uint16_t *)(pB + 64));
         }
         const __m512 dw = _mm512_mask_blend_ps(hi, _mm512_set1_ps(dA), _mm512_set1_ps(dB));
-        acc = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(a.da[b])), _mm512_cvtepi32_ps(L), acc);
+        acc = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(a.da[b])), _mm512_cvtepi32_ps(L[0]), acc);
     }
     store_hsum_2(acc, &out[0], &out[1]);
 }

@@ -77,8 +77,30 @@ static inline __attribute__((always_inline)) float peer_dot(const float *q, cons
     return bn_f32_dot_tail(red, q, f32_at, kr, np, n);
 }
 
+static inline __attribute__((always_inline)) void axpy_generic(float *al, float p, const uint8_t *vr, int f16, int64_t d) {
+    for (int64_t j = 0; j < d; j++) al[j] = fmaf(p, kv_at(vr, f16, j), al[j]);
+}
+
+/* o[j] for j < d from the lane-major accumulators: kqv_tiny: reduce16 over acc[l d + j];
+ * else the 4 registers combined first ((r0 + r2) + (r1 + r3)), as ggml_vec_dot_f16 does */
+static inline __attribute__((always_inline)) void out_generic(const float *acc, int64_t d, int tiny, float *o) {
+    for (int64_t j = 0; j < d; j++) {
+        float x[16];
+        for (int l = 0; l < 16; l++)
+            x[l] = tiny ? acc[l * d + j] : (acc[l * d + j] + acc[(32 + l) * d + j]) + (acc[(16 + l) * d + j] + acc[(48 + l) * d + j]);
+        o[j] = bn_reduce16(x); /* Kp % 64 == 0: no tail */
+    }
+}
+
+/* the three inner loops of attention, per ISA (the same float operations in the same order) */
+typedef struct {
+    float (*dot)(const float *q, const uint8_t *kr, int f16, int64_t n, int tiny);
+    void (*axpy)(float *al, float p, const uint8_t *vr, int f16, int64_t d);
+    void (*out)(const float *acc, int64_t d, int tiny, float *o);
+} attn_loops;
+
 static inline __attribute__((always_inline)) void attn_core(const bn_peer_attn *a, int64_t t, int64_t h,
-                                                            const float *qr, float *scratch) {
+                                                            const float *qr, float *scratch, const attn_loops *lp) {
     const int f16 = a->kv_f16;
     const int64_t d = a->d, K = a->K, Kp = pad64(K), kvh = h / (a->H / a->Hkv);
     const size_t esz = f16 ? 2 : 4, row = (size_t)(a->Hkv * d) * esz;
@@ -90,7 +112,7 @@ static inline __attribute__((always_inline)) void attn_core(const bn_peer_attn *
     for (int64_t k = 0; k < Kp; k++) {
         const int64_t kp = k < K ? a->kv_pos[k] : -1;
         s[k] = (kp < 0 || kp > qp) ? -INFINITY
-                                   : peer_dot(qv, a->k + k * row + (size_t)kvh * d * esz, f16, d, kq_tiny) * a->scale;
+                                   : lp->dot(qv, a->k + k * row + (size_t)kvh * d * esz, f16, d, kq_tiny) * a->scale;
     }
     bn_peer_softmax_row(s, s, Kp);
     /* kqv = V . p along the cells: lane l of register r collects cell k = 64 step + 16 r + l
@@ -102,31 +124,88 @@ static inline __attribute__((always_inline)) void attn_core(const bn_peer_attn *
     for (int64_t k = 0; k < K; k++) {
         const float p = f16 ? round_f16(s[k]) : s[k];
         if (p == 0.0f) continue;
-        const uint8_t *vr = a->v + k * row + (size_t)kvh * d * esz;
-        float *al = acc + ((kqv_tiny ? 0 : (k / 16) % 4) * 16 + k % 16) * d;
-        for (int64_t j = 0; j < d; j++) al[j] = fmaf(p, kv_at(vr, f16, j), al[j]);
+        lp->axpy(acc + ((kqv_tiny ? 0 : (k / 16) % 4) * 16 + k % 16) * d, p, a->v + k * row + (size_t)kvh * d * esz,
+                 f16, d);
     }
-    float *o = a->out + (t * a->H + h) * d;
-    for (int64_t j = 0; j < d; j++) {
-        float x[16];
-        if (kqv_tiny) {
-            for (int l = 0; l < 16; l++) x[l] = acc[l * d + j];
-            o[j] = bn_reduce16(x);
-            continue;
-        }
-        for (int l = 0; l < 16; l++)
-            x[l] = (acc[l * d + j] + acc[(32 + l) * d + j]) + (acc[(16 + l) * d + j] + acc[(48 + l) * d + j]);
-        o[j] = bn_reduce16(x); /* Kp % 64 == 0: no tail */
-    }
+    lp->out(acc, d, kqv_tiny, a->out + (t * a->H + h) * d);
 }
 
-static void attn_ref(const bn_peer_attn *a, int64_t t, int64_t h, const float *qr, float *s) { attn_core(a, t, h, qr, s); }
-#if BN_X86
-static BN_TARGET_AVX2 void attn_avx2(const bn_peer_attn *a, int64_t t, int64_t h, const float *qr, float *s) {
-    attn_core(a, t, h, qr, s);
+static float dot_ref(const float *q, const uint8_t *kr, int f16, int64_t n, int tiny) { return peer_dot(q, kr, f16, n, tiny); }
+static void axpy_ref(float *al, float p, const uint8_t *vr, int f16, int64_t d) { axpy_generic(al, p, vr, f16, d); }
+static void out_ref(const float *acc, int64_t d, int tiny, float *o) { out_generic(acc, d, tiny, o); }
+static const attn_loops LOOPS_REF = {dot_ref, axpy_ref, out_ref};
+static void attn_ref(const bn_peer_attn *a, int64_t t, int64_t h, const float *qr, float *s) {
+    attn_core(a, t, h, qr, s, &LOOPS_REF);
 }
+#if BN_X86
+static BN_TARGET_AVX2 float dot_avx2(const float *q, const uint8_t *kr, int f16, int64_t n, int tiny) {
+    return peer_dot(q, kr, f16, n, tiny);
+}
+static BN_TARGET_AVX2 void axpy_avx2(float *al, float p, const uint8_t *vr, int f16, int64_t d) {
+    axpy_generic(al, p, vr, f16, d);
+}
+static BN_TARGET_AVX2 void out_avx2(const float *acc, int64_t d, int tiny, float *o) { out_generic(acc, d, tiny, o); }
+static const attn_loops LOOPS_AVX2 = {dot_avx2, axpy_avx2, out_avx2};
+static BN_TARGET_AVX2 void attn_avx2(const bn_peer_attn *a, int64_t t, int64_t h, const float *qr, float *s) {
+    attn_core(a, t, h, qr, s, &LOOPS_AVX2);
+}
+
+/* AVX-512 with an F16 cache and d % 16 == 0: the same lanes as registers, F16C conversion */
+static BN_TARGET_AVX512 float dot_avx512(const float *q, const uint8_t *kr, int f16, int64_t n, int tiny) {
+    if (!f16 || n % 16) return peer_dot(q, kr, f16, n, tiny);
+    float x[16];
+    if (tiny) {
+        __m512 l16 = _mm512_setzero_ps();
+        for (int64_t c = 0; c < n; c += 16)
+            l16 = _mm512_fmadd_ps(_mm512_loadu_ps(q + c), _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(kr + 2 * c))), l16);
+        _mm512_storeu_ps(x, l16);
+        return bn_reduce16(x);
+    }
+    const int64_t np = n - n % 64;
+    __m512 r[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    for (int64_t st = 0; st < np; st += 64)
+        for (int k = 0; k < 4; k++)
+            r[k] = _mm512_fmadd_ps(_mm512_loadu_ps(q + st + 16 * k),
+                                   _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(kr + 2 * (st + 16 * k)))), r[k]);
+    _mm512_storeu_ps(x, _mm512_add_ps(_mm512_add_ps(r[0], r[2]), _mm512_add_ps(r[1], r[3])));
+    double total = (double)bn_reduce16(x);
+    for (int64_t i = np; i < n; i++) total += (double)(q[i] * kv_at(kr, 1, i));
+    return (float)total;
+}
+
+static BN_TARGET_AVX512 void axpy_avx512(float *al, float p, const uint8_t *vr, int f16, int64_t d) {
+    if (!f16 || d % 16) {
+        axpy_generic(al, p, vr, f16, d);
+        return;
+    }
+    const __m512 pv = _mm512_set1_ps(p);
+    for (int64_t j = 0; j < d; j += 16)
+        _mm512_storeu_ps(al + j, _mm512_fmadd_ps(pv, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(vr + 2 * j))),
+                                                 _mm512_loadu_ps(al + j)));
+}
+
+/* out_generic with 16 outputs j per register: the same adds, lane by lane */
+static BN_TARGET_AVX512 void out_avx512(const float *acc, int64_t d, int tiny, float *o) {
+    if (d % 16) {
+        out_generic(acc, d, tiny, o);
+        return;
+    }
+    for (int64_t j = 0; j < d; j += 16) {
+        __m512 x[16];
+        for (int l = 0; l < 16; l++)
+            x[l] = tiny ? _mm512_loadu_ps(acc + l * d + j)
+                        : _mm512_add_ps(_mm512_add_ps(_mm512_loadu_ps(acc + l * d + j), _mm512_loadu_ps(acc + (32 + l) * d + j)),
+                                        _mm512_add_ps(_mm512_loadu_ps(acc + (16 + l) * d + j), _mm512_loadu_ps(acc + (48 + l) * d + j)));
+        __m512 v[8]; /* bn_reduce16: v[i] = x[8 + i] + x[i], then bn_hsum8 */
+        for (int i = 0; i < 8; i++) v[i] = _mm512_add_ps(x[8 + i], x[i]);
+        const __m512 r0 = _mm512_add_ps(v[4], v[0]), r1 = _mm512_add_ps(v[5], v[1]);
+        const __m512 r2 = _mm512_add_ps(v[6], v[2]), r3 = _mm512_add_ps(v[7], v[3]);
+        _mm512_storeu_ps(o + j, _mm512_add_ps(_mm512_add_ps(r0, r2), _mm512_add_ps(r1, r3)));
+    }
+}
+static const attn_loops LOOPS_AVX512 = {dot_avx512, axpy_avx512, out_avx512};
 static BN_TARGET_AVX512 void attn_avx512(const bn_peer_attn *a, int64_t t, int64_t h, const float *qr, float *s) {
-    attn_core(a, t, h, qr, s);
+    attn_core(a, t, h, qr, s, &LOOPS_AVX512);
 }
 #endif
 
