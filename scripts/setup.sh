@@ -42,15 +42,16 @@ fi
 
 # Debian tools the checks use, installed where we are root: headless Chromium renders the HTML
 # report to a screenshot; the aarch64 cross compiler + qemu run the NEON kernels' self-test;
-# clang is the second compiler the kernels must build with.
-DEBIAN_TOOLS="chromium-headless-shell gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user clang"
+# clang is the second compiler the kernels must build with; nginx fronts the server replicas test.
+DEBIAN_TOOLS="chromium-headless-shell gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user clang nginx-light"
 if ! command -v chromium-headless-shell >/dev/null 2>&1 || ! command -v qemu-aarch64 >/dev/null 2>&1 \
-   || ! command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || ! command -v clang >/dev/null 2>&1; then
+   || ! command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || ! command -v clang >/dev/null 2>&1 \
+   || ! command -v nginx >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
     (apt-get install -y -qq $DEBIAN_TOOLS >/dev/null 2>&1 \
       || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq $DEBIAN_TOOLS >/dev/null 2>&1; }) \
-      || echo "note: could not install $DEBIAN_TOOLS; report screenshots / NEON self-test / clang build will be skipped"
+      || echo "note: could not install $DEBIAN_TOOLS; report screenshots / NEON self-test / clang build / nginx replica test will be skipped"
   else
     echo "note: install Debian's $DEBIAN_TOOLS for report screenshots and the NEON self-test"
   fi

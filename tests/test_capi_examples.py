@@ -162,7 +162,11 @@ def test_simple_chat_builds_and_chats(tmp_path: Path, model_path: Path) -> None:
                          capture_output=True, timeout=600)
     assert res.returncode == 0, res.stderr.decode(errors="replace")
     text = res.stdout.decode(errors="replace")
-    assert text.count("> ") >= 2 and len(text) > 20  # two prompts, an answer in between
+    # it samples with a random seed (LLAMA_DEFAULT_SEED): the answer ends at an end-of-turn
+    # token (the second prompt follows) or at the context's end (simple-chat says so, exit 0)
+    answer = text.split("> ", 1)[1].split("> ", 1)[0]
+    assert text.startswith("\x1b[32m> ") and len(answer) > 20, text
+    assert text.count("> ") >= 2 or "context size exceeded" in res.stderr.decode(errors="replace"), text
 
 
 # ---- the programs built on common/ -----------------------------------------------------------
@@ -228,9 +232,12 @@ def test_batched_example(common_examples: Dict[str, Dict[str, Path]], model_path
     streams = got4.split("sequence ")[1:]
     ref = want4.split("sequence ")[1:]
     assert len(streams) == len(ref) == 4
-    assert len(set(streams)) == len(set(ref)) == 1  # one seed, one prompt: one text per library
-    same = next((i for i, (x, y) in enumerate(zip(streams[0], ref[0])) if x != y), len(ref[0]))
-    assert same >= MIN_SAME_CHARS, (same, streams[0], ref[0])
+    # each sequence has its own sampler, seeded alike; libllama's streams still part (each
+    # sequence's KV cells sit in other lanes of its attention sums), ours stay one text
+    assert len(set(s.split(":", 1)[1].strip() for s in streams)) == 1
+    for ours, theirs in zip(streams, ref):
+        same = next((i for i, (x, y) in enumerate(zip(ours, theirs)) if x != y), len(theirs))
+        assert same >= MIN_SAME_CHARS, (same, ours, theirs)
 
 
 @pytest.mark.slow

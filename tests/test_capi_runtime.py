@@ -145,6 +145,20 @@ def _pythons() -> List[Path]:
     return [p for p in found if p.parent.parent.name.startswith("3.12.")][:1]
 
 
+def _source_copy(tmp_path: Path) -> Path:
+    """The working tree's files (tracked and new, not ignored) copied out, so that pip's
+    in-tree build writes nothing into the repository."""
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                           cwd=ROOT, check=True, capture_output=True, timeout=120).stdout
+    dest = tmp_path / "src"
+    for rel in filter(None, files.decode().split("\0")):
+        src = ROOT / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    return dest
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("python", _pythons(), ids=lambda p: p.parent.parent.name)
 def test_program_built_in_a_venv_runs_under_env_i(tmp_path: Path, model_path: Path,
@@ -158,8 +172,8 @@ def test_program_built_in_a_venv_runs_under_env_i(tmp_path: Path, model_path: Pa
     subprocess.run([str(python), "-m", "venv", str(venv)], check=True, capture_output=True,
                    timeout=600)
     vpy = venv / "bin" / "python"
-    res = subprocess.run([str(vpy), "-m", "pip", "install", "-q", str(ROOT)], capture_output=True,
-                         text=True, timeout=3600, cwd=tmp_path)
+    res = subprocess.run([str(vpy), "-m", "pip", "install", "-q", str(_source_copy(tmp_path))],
+                         capture_output=True, text=True, timeout=3600, cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]
     flags = subprocess.run([str(vpy), "-m", "bitnet.ffi", "--cflags", "--libs"], check=True,
                            capture_output=True, text=True, cwd=tmp_path).stdout.split()

@@ -872,3 +872,28 @@ def test_response_format_json_object_up_to_near_ties(fc_pair: Tuple[Llama, Any])
         # margin there 0.36 (ours 0.008): rounding noise, not the grammar
         assert at > a["usage"]["prompt_tokens"] and _margin(fc_pair[1].scores[at - 1]) < NEAR_TIE
     assert a["choices"][0]["message"]["content"].startswith("{")
+
+
+def test_hf_tokenizer_from_a_local_directory(tmp_path: Path) -> None:
+    """LlamaHFTokenizer over a Hugging Face tokenizer saved locally (transformers reads
+    SmolLM2's tokenizer out of the GGUF file): the same ids and bytes as llama-cpp-python's
+    LlamaHFTokenizer wrapping the same tokenizer, used by Llama(tokenizer=...); a hub id is a
+    ValueError (no downloads)."""
+    transformers = pytest.importorskip("transformers")
+    from bitnet.llama_compat.llama_tokenizer import LlamaHFTokenizer
+
+    model = corpus_path(SMOLLM2)
+    hf = transformers.AutoTokenizer.from_pretrained(str(model.parent), gguf_file=model.name)
+    hf.save_pretrained(tmp_path)
+    ours = LlamaHFTokenizer.from_pretrained(str(tmp_path))
+    ref = llama_cpp.llama_tokenizer.LlamaHFTokenizer(ours.hf_tokenizer)
+    text = "Hello world, <|im_start|>user\nÜnïcödé 中文".encode()
+    for special in (True, False):
+        ids = ours.tokenize(text, special=special)
+        assert ids == ref.tokenize(text, special=special)
+        assert ours.detokenize(ids, special=special) == ref.detokenize(ids, special=special)
+        assert ours.detokenize(ids[3:], prev_tokens=ids[:3]) == ref.detokenize(ids[3:], prev_tokens=ids[:3])
+    llm = Llama(str(model), vocab_only=True, verbose=False, tokenizer=ours)
+    assert llm.tokenize(text) == ours.tokenize(text, add_bos=True, special=False)
+    with pytest.raises(ValueError, match="local files only"):
+        LlamaHFTokenizer.from_pretrained("HuggingFaceTB/SmolLM2-135M-Instruct")

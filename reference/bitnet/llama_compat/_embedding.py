@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any, List, Union
 
 import numpy as np
 
+from bitnet.ggml_types import GGMLType
 from bitnet.llama_compat._internals import normalize_embedding
 from bitnet.llama_compat.llama_cpp import (
     LLAMA_POOLING_TYPE_CLS,
@@ -13,18 +14,29 @@ from bitnet.llama_compat.llama_cpp import (
     LLAMA_POOLING_TYPE_MEAN,
     LLAMA_POOLING_TYPE_NONE,
 )
+from bitnet.ops import QTensor
 
 if TYPE_CHECKING:  # pragma: no cover
     from bitnet.llama_compat.llama import Llama
 
 
-def pool(hidden: np.ndarray, pooling: int, normalize: bool) -> Any:
+def mean_rows(hidden: np.ndarray, backend: Any) -> np.ndarray:
+    """The mean of hidden's rows [T, D] as llama.cpp's MEAN pooling computes it: an F32
+    ggml_mul_mat of hidden transposed by a row of 1/T, through `backend` (a llama.cpp-order
+    backend gives its bits; any other, its own float matmul)."""
+    t, d = hidden.shape
+    w = QTensor("inp_mean", int(GGMLType.F32), (t, d),
+                np.ascontiguousarray(hidden.T, dtype=np.float32).view(np.uint8).reshape(-1))
+    return np.asarray(backend.matmul(w, np.full((1, t), 1.0 / t, dtype=np.float32)))[0]
+
+
+def pool(hidden: np.ndarray, pooling: int, normalize: bool, backend: Any) -> Any:
     """hidden [T, D] pooled as llama.cpp pools (NONE: one row per token; RANK: not here)."""
     if pooling == LLAMA_POOLING_TYPE_NONE:
         rows = [row.tolist() for row in hidden]
         return [normalize_embedding(r) for r in rows] if normalize else rows
     if pooling == LLAMA_POOLING_TYPE_MEAN:
-        vec = hidden.mean(axis=0)
+        vec = mean_rows(hidden, backend)
     elif pooling == LLAMA_POOLING_TYPE_CLS:
         vec = hidden[0]
     elif pooling == LLAMA_POOLING_TYPE_LAST:
@@ -59,7 +71,7 @@ def embed_texts(llm: Llama, input: Union[str, List[str]], normalize: bool, trunc
         ctx.reset()
         ctx.eval(tokens, 0, all_logits=False)
         hidden = np.asarray(ctx.embeddings, dtype=np.float32)  # (T, D) after output_norm
-        data.append(pool(hidden, pooling, normalize))
+        data.append(pool(hidden, pooling, normalize, ctx.model.backend))
     output = data[0] if isinstance(input, str) else data
     ctx.reset()
     llm.reset()

@@ -21,9 +21,10 @@ order), "float" or "reference" (the numpy kernels).
 Accepted without effect (no GPU, no LoRA, no NUMA here): n_gpu_layers, split_mode, main_gpu,
 tensor_split, use_mmap (the file is always mmapped), use_mlock, n_ubatch, n_threads,
 n_threads_batch, offload_kqv, flash_attn, op_offload, swa_full, no_perf, numa, rope/yarn
-overrides, attention_type, kv_overrides, spm_infill-only infill tokens. `type_k`:
-GGML_TYPE_F16 (1) selects an f16 KV cache, anything else the exact f32 cache. A `lora_path`
-raises NotImplementedError.
+overrides, attention_type, kv_overrides, spm_infill-only infill tokens. `type_k`: the KV
+cache's type, GGML_TYPE_F16 (1, llama.cpp's default when None) or GGML_TYPE_F32 (0); the
+quantized caches llama.cpp offers with flash attention raise ValueError. A `lora_path` raises
+NotImplementedError.
 
 Speculative decoding: `draft_model=` (`llama_speculative.LlamaPromptLookupDecoding` or any
 `LlamaDraftModel`) proposes tokens after each sampled one; they are evaluated in the same
@@ -86,6 +87,7 @@ from bitnet.llama_compat.llama_cache import (
 )
 from bitnet.llama_compat.llama_cpp import (
     GGML_TYPE_F16,
+    GGML_TYPE_F32,
     LLAMA_ATTENTION_TYPE_UNSPECIFIED,
     LLAMA_DEFAULT_SEED,
     LLAMA_POOLING_TYPE_NONE,
@@ -288,6 +290,8 @@ class Llama:
             raise ValueError(f"Model path does not exist: {model_path}")
         if lora_path:
             raise NotImplementedError(f"LoRA adapters are not supported (lora_path={lora_path!r})")
+        if type_k not in (None, GGML_TYPE_F16, GGML_TYPE_F32):
+            raise ValueError(f"type_k={type_k}: the KV cache is F16 (1) or F32 (0) here")
         from bitnet import runtime
         from bitnet.gguf import load as gguf_load
 
@@ -329,7 +333,7 @@ class Llama:
             from bitnet.model import Context
 
             ctx = Context(engine, n_ctx=self._n_ctx_padded, n_batch=max(self.n_batch, 1),
-                          kv_type="f16" if type_k == GGML_TYPE_F16 else "f32")
+                          kv_type="f32" if type_k == GGML_TYPE_F32 else "f16")
         self._ctx = LlamaContext(ctx)
         self._stack.callback(self._ctx.close)
 
