@@ -233,6 +233,23 @@ def test_greedy_text_is_llamacpp_full(model: str, no_numerics_env: None) -> None
 
 
 @pytest.mark.llamacpp
+def test_bitnet_generate_prints_llamacpp_text(no_numerics_env: None) -> None:
+    """`bitnet generate --temp 0` with its default numerics prints llama-cpp-python's greedy
+    continuation (the server and C programs: test_server_llamacpp, test_api_contract)."""
+    import io
+
+    from bitnet.tools.generate import generate
+
+    _exact_build()
+    prompts = PROMPTS[4:7]
+    want = _llama_cpp_texts(_paths()["SmolLM2"], prompts, 32)
+    for prompt, text in zip(prompts, want):
+        out = io.StringIO()
+        generate(str(_paths()["SmolLM2"]), prompt, n_predict=32, temp=0.0, out=out)
+        assert out.getvalue() == text + "\n", prompt
+
+
+@pytest.mark.llamacpp
 def test_scores_logprobs_and_sampling_are_llamacpp(no_numerics_env: None) -> None:
     """logits_all=True: every row of `scores` equal (bytes); create_completion's logprobs
     equal; seeded sampling with top_k / top_p / min_p / temperature picks the same tokens."""

@@ -197,6 +197,19 @@ def test_smollm2_greedy_matches_llamacpp(smollm2_cases: List[Case],
     check_greedy(model, mode, smollm2_cases, SMOL_NEAR_TIE, min_identical=min_identical)
 
 
+def _kernels(mode: str) -> Any:
+    """The long prompts run on the C kernels when built (they compute the numpy reference's
+    results: test_optimized_kernels, test_peer_exact_engine), else on numpy (None)."""
+    from bitnet.runtime import make_backend
+
+    kernels = pytest.importorskip("bitnet_kernels")
+    if not kernels.available():
+        return None
+    if mode == "peer-exact":
+        return make_backend("llama.cpp")
+    return kernels.OptimizedBackend(activation_quant=mode)
+
+
 @pytest.mark.slow
 @pytest.mark.llamacpp
 def test_smollm2_long_prompts_match_llamacpp() -> None:
@@ -206,7 +219,7 @@ def test_smollm2_long_prompts_match_llamacpp() -> None:
     # Same bounds as the short prompts.
     cases = llama_cases(corpus_path(SMOLLM2), SMOLLM2_LONG_PROMPTS, n_gen=64)
     for mode in MODES:
-        model = load_model(corpus_path(SMOLLM2), mode)
+        model = load_model(corpus_path(SMOLLM2), mode, backend=_kernels(mode))
         outs = teacher_forced(model, mode, cases)
         check_agreement(cases, outs, mean_max=4e-3, prompt_mean_max=6e-3, pos_max=0.1,
                         near_tie=SMOL_NEAR_TIE)
@@ -219,7 +232,7 @@ def test_smollm2_long_prompts_peer_exact() -> None:
     # The 4 long prompts (100-134 tokens, + 64 greedy tokens) on llama.cpp's schedule.
     # Measured: bit-identical logits at every position, 4 of 4 continuations identical.
     cases = llama_cases(corpus_path(SMOLLM2), SMOLLM2_LONG_PROMPTS, n_gen=64)
-    model = load_model(corpus_path(SMOLLM2), "peer-exact")
+    model = load_model(corpus_path(SMOLLM2), "peer-exact", backend=_kernels("peer-exact"))
     outs = scheduled_forced(model, "peer-exact", cases)
     check_bit_identical(cases, outs, mean_max=4e-3, prompt_mean_max=6e-3, pos_max=0.1,
                         near_tie=SMOL_NEAR_TIE)

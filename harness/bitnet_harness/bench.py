@@ -18,7 +18,7 @@
               memory's; SmolLM2 Q4_1 and synthetic ternary models (bitnet_harness.bench_decode)
 
 Benchmarks are never tests: nothing here asserts a time. The performance contracts read
-their results (`bench_outcomes`); `python -m bitnet_harness.bench docs` writes the decode
+their results (`bench_outcomes`); `python -m bitnet_harness.bench_decode docs` writes the decode
 table of a run into docs/COMPATIBILITY.md.
 """
 

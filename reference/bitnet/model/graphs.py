@@ -14,7 +14,6 @@ attention logit soft-capping, sliding windows.
 
 from __future__ import annotations
 
-import math
 from typing import Callable, Optional, Tuple
 
 import numpy as np
@@ -114,7 +113,9 @@ def forward(
         raise ValueError(f"n_out={n_out} outside 0..{t}")
     hd = hp.n_embd_head_k
     rope = rope_params(hp, w.rope_freqs)
-    kq_scale = hp.attention_scale if hp.attention_scale != 0.0 else 1.0 / math.sqrt(hd)
+    # llama.cpp: 1.0f/sqrtf(float(n_embd_head)), both steps rounded to float32
+    kq_scale = hp.attention_scale if hp.attention_scale != 0.0 else \
+        float(np.float32(1.0) / np.sqrt(np.float32(hd)))
     # subtle: the cells of this batch become visible before attention, as in llama.cpp
     n_kv = max(cache.n_used, int(positions.max()) + 1)  # cells that can be visible
     kv_pos = cache.pos[:n_kv].copy()  # (K,)
