@@ -7,8 +7,9 @@ RSS; on SmolLM2-135M Q4_1, synthetic bitnet TQ2_0 / TQ1_0 / I2_S models 1536 wid
 vocabulary (I2_S has no llama.cpp peer: llama.cpp runs the TQ2_0 file, the same ternary
 weights) and the bench-size TQ2_0 with a 128k vocabulary. Every run is a fresh process; the
 implementations alternate, best of 3. Beside the figures: the CPU model and flags, the load
-average before each case (a busy machine is flagged: llama.cpp's spinning threads collapse
-when another process takes a core, which inflates our ratios), and the decode GB/s of
+average and the other processes' CPU use before each case (a busy machine is flagged:
+llama.cpp's spinning threads collapse when another process takes a core, which inflates our
+ratios), and the decode GB/s of
 weights read next to the memory read bandwidth measured with the same kind of loads.
 `decode_table` renders a result as the docs' performance table.
 """
@@ -34,9 +35,34 @@ DECODE_CASES: Tuple[Tuple[str, Any, Any], ...] = (
 )
 DECODE_THREADS = (1, 2)
 DECODE_IMPLS = ("llama.cpp", "bitnet", "bitnet-context")  # bench_worker's IMPL names
-# the machine counts as busy when the 1-minute load average before a case exceeds this
-# (other work on a core: llama.cpp's spinning threads then lose far more than ours)
-BUSY_LOADAVG = 0.5
+# the machine counts as busy when, with none of the benchmark's processes running, other
+# processes keep more than this share of one core busy (llama.cpp's spinning threads then
+# lose far more than ours). The load average cannot tell: the benchmark's own runs raise it.
+BUSY_CORE_SHARE = 0.10
+
+
+def other_cpu_use(seconds: float = 1.0) -> float:
+    """Cores' worth of CPU time used by every process over `seconds` (/proc/stat), sampled
+    while the benchmark runs nothing: other work on the machine. 0.0 where unreadable."""
+    import time
+
+    def busy_idle() -> Optional[Tuple[int, int]]:
+        try:
+            fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        except (OSError, ValueError):
+            return None
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return sum(fields[:8]) - idle, idle
+
+    a = busy_idle()
+    time.sleep(seconds)
+    b = busy_idle()
+    if a is None or b is None:
+        return 0.0
+    import os
+
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (b[0] - a[0]) / ticks / seconds
 
 
 def _model_path(spec: Any) -> Path:
@@ -103,7 +129,8 @@ def bench_decode(threads: Sequence[int] = DECODE_THREADS, rounds: int = 3,
 
     Each case runs `rounds` fresh processes per implementation, alternating (the order
     rotates each round, so a burst of load hits every implementation), and keeps each
-    metric's best. The load average before each case is recorded; above BUSY_LOADAVG the
+    metric's best. Before each case the CPU time other processes use (1 s, nothing of
+    ours running) and the load average are recorded; above BUSY_CORE_SHARE of a core the
     result is flagged busy and a warning printed (llama.cpp's spinning threads collapse when
     another process takes a core, which inflates our ratios)."""
     import os
@@ -121,11 +148,11 @@ def bench_decode(threads: Sequence[int] = DECODE_THREADS, rounds: int = 3,
         nbytes = weight_bytes_per_token(ours_path)
         for t in threads:
             case = f"{label}, {t} thread{'s' if t > 1 else ''}"
-            load = os.getloadavg()[0]
-            if load > BUSY_LOADAVG:
+            load, others = os.getloadavg()[0], other_cpu_use()
+            if others > BUSY_CORE_SHARE:
                 busy = True
-                print(f"bench decode: WARNING the machine is busy (load average {load:.2f} before "
-                      f"{case!r}): ratios against llama.cpp are inflated", file=sys.stderr)
+                print(f"bench decode: WARNING the machine is busy (other processes used {others:.2f} "
+                      f"cores before {case!r}): ratios against llama.cpp are inflated", file=sys.stderr)
             runs: Dict[str, List[Dict[str, float]]] = {impl: [] for impl in DECODE_IMPLS}
             for r in range(rounds):
                 for i in range(len(DECODE_IMPLS)):
@@ -134,7 +161,8 @@ def bench_decode(threads: Sequence[int] = DECODE_THREADS, rounds: int = 3,
                     runs[impl].append(_worker(impl, str(path), t))
             results[case] = {impl: _best(r) for impl, r in runs.items()}
             details[case] = {"model": str(ours_path.name), "llama.cpp model": str(peer_path.name),
-                             "threads": t, "weight_bytes_per_token": nbytes, "loadavg_before": load}
+                             "threads": t, "weight_bytes_per_token": nbytes, "loadavg_before": load,
+                             "other_cores_before": others}
     bandwidth = {str(t): read_bandwidth(t) for t in threads}
     return {"results": results, "cases": details, "machine": machine_info(),
             "read_GBps": bandwidth, "busy": busy, "rounds": rounds}
