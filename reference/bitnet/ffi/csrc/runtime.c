@@ -9,7 +9,7 @@
  * locale alone, so programs behave the same under cron, systemd or `env -i`. It is finalized by
  * llama_backend_free() and at exit.
  */
-#define _GNU_SOURCE
+#define _GNU_SOURCE 1 /* as pyconfig.h defines it (3.8 redefines it without a guard) */
 #include <Python.h>
 
 #include <dlfcn.h>
