@@ -880,6 +880,7 @@ def test_hf_tokenizer_from_a_local_directory(tmp_path: Path) -> None:
     LlamaHFTokenizer wrapping the same tokenizer, used by Llama(tokenizer=...); a hub id is a
     ValueError (no downloads)."""
     transformers = pytest.importorskip("transformers")
+    pytest.importorskip("torch")  # transformers reads GGUF files through torch
     from bitnet.llama_compat.llama_tokenizer import LlamaHFTokenizer
 
     model = corpus_path(SMOLLM2)

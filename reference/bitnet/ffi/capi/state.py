@@ -118,7 +118,7 @@ def _read_seq(r: Reader, c: Context) -> Tuple[np.ndarray, np.ndarray, np.ndarray
     nbytes = int(np.prod(shape)) * dtype.itemsize
     k = np.frombuffer(r.read(nbytes), dtype=dtype).reshape(shape)
     v = np.frombuffer(r.read(nbytes), dtype=dtype).reshape(shape)
-    if n and (pos.min() < 0 or pos.max() >= c.n_ctx_seq or np.unique(pos).size != n):
+    if n and (int(np.min(pos)) < 0 or int(np.max(pos)) >= c.n_ctx_seq or np.unique(pos).size != n):
         raise CAPIError(E.GENERIC_ERROR, "the state's positions do not fit this context")
     return pos, k, v
 
