@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any, Dict
 
@@ -102,3 +103,18 @@ def test_decode_worker_model_context_row() -> None:
     metrics = json.loads(res.stdout.strip().splitlines()[-1])
     assert set(metrics) == {"load_s", "prompt_tps", "decode_tps", "peak_rss_mb"}
     assert all(v > 0 for v in metrics.values())
+
+
+def test_busy_machine_is_seen() -> None:
+    """other_cpu_use counts another process's CPU time: a busy loop in a second process
+    shows as well above BUSY_CORE_SHARE of a core."""
+    from bitnet_harness.bench_decode import BUSY_CORE_SHARE, other_cpu_use
+
+    loop = "import time\nt = time.time() + 5\nwhile time.time() < t: pass"
+    spin = subprocess.Popen([sys.executable, "-c", loop])
+    try:
+        time.sleep(0.5)
+        assert other_cpu_use(1.0) > 2 * BUSY_CORE_SHARE
+    finally:
+        spin.kill()
+        spin.wait()

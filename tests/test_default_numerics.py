@@ -290,3 +290,18 @@ def test_embeddings_are_llamacpp(pooling: str, no_numerics_env: None) -> None:
             a, b = ours.embed(text), theirs.embed(text)
             assert np.asarray(a, dtype=np.float32).tobytes() == np.asarray(b, dtype=np.float32).tobytes(), \
                 (pooling, text)
+
+
+def test_kv_cache_type_follows_type_k(no_numerics_env: None) -> None:
+    """type_k None or GGML_TYPE_F16: llama.cpp's default F16 cache; GGML_TYPE_F32: F32; a
+    quantized cache type (llama.cpp's, with flash attention) is refused with a ValueError."""
+    from bitnet.llama_compat import Llama
+    from bitnet.llama_compat.llama_cpp import GGML_TYPE_F16, GGML_TYPE_F32, GGML_TYPE_Q8_0
+
+    path = str(_paths()["TQ2_0"])
+    for type_k, dtype in ((None, np.float16), (GGML_TYPE_F16, np.float16), (GGML_TYPE_F32, np.float32)):
+        llm = Llama(path, n_ctx=256, type_k=type_k, verbose=False)
+        assert llm.ctx.cache.k.dtype == dtype, type_k
+        llm.close()
+    with pytest.raises(ValueError, match="type_k"):
+        Llama(path, n_ctx=256, type_k=GGML_TYPE_Q8_0, verbose=False)

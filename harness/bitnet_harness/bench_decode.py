@@ -17,6 +17,8 @@ weights read next to the memory read bandwidth measured with the same kind of lo
 from __future__ import annotations
 
 import json
+import os
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -44,7 +46,6 @@ BUSY_CORE_SHARE = 0.10
 def other_cpu_use(seconds: float = 1.0) -> float:
     """Cores' worth of CPU time used by every process over `seconds` (/proc/stat), sampled
     while the benchmark runs nothing: other work on the machine. 0.0 where unreadable."""
-    import time
 
     def busy_idle() -> Optional[Tuple[int, int]]:
         try:
@@ -59,8 +60,6 @@ def other_cpu_use(seconds: float = 1.0) -> float:
     b = busy_idle()
     if a is None or b is None:
         return 0.0
-    import os
-
     ticks = os.sysconf("SC_CLK_TCK")
     return (b[0] - a[0]) / ticks / seconds
 
