@@ -1,9 +1,11 @@
-"""Separate builds of the C kernels for tests (sanitizers, another compiler), and running code
-against such a build in a subprocess as if it were the installed `bitnet_kernels._kernels`."""
+"""Separate builds of the C kernels for tests (sanitizers, another compiler), running code
+against such a build in a subprocess as if it were the installed `bitnet_kernels._kernels`, and
+`pip install` of this checkout into a fresh venv."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -57,3 +59,29 @@ def run_with_kernels(so: Path, body: str, env: Optional[Dict[str, str]] = None,
     ) + textwrap.dedent(body)
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                           timeout=timeout)
+
+
+def source_copy(dest: Path) -> Path:
+    """The working tree's files (tracked and new, not ignored) copied to dest, so that pip's
+    in-tree build writes nothing into the repository."""
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                           cwd=ROOT, check=True, capture_output=True, timeout=120).stdout
+    for rel in filter(None, files.decode().split("\0")):
+        src = ROOT / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    return dest
+
+
+def venv_install(python: Path, tmp_path: Path, env: Optional[Dict[str, str]] = None) -> Path:
+    """A fresh venv of `python` in tmp_path/venv holding `pip install` of a copy of this
+    checkout (no extras); returns the venv's directory."""
+    venv = tmp_path / "venv"
+    subprocess.run([str(python), "-m", "venv", str(venv)], check=True, capture_output=True,
+                   timeout=600)
+    res = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q",
+                          str(source_copy(tmp_path / "src"))], capture_output=True, text=True,
+                         timeout=3600, cwd=tmp_path, env=env)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return venv

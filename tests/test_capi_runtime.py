@@ -25,6 +25,7 @@ from tests.capi_programs import (
     parse_lines,
     run_program,
 )
+from tests.kernel_builds import venv_install
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is needed")
 PROMPT = "The capital of France is"
@@ -149,20 +150,6 @@ def _pythons() -> List[Path]:
     return [p for p in found if p.parent.parent.name.startswith("3.12.")][:1]
 
 
-def _source_copy(tmp_path: Path) -> Path:
-    """The working tree's files (tracked and new, not ignored) copied out, so that pip's
-    in-tree build writes nothing into the repository."""
-    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                           cwd=ROOT, check=True, capture_output=True, timeout=120).stdout
-    dest = tmp_path / "src"
-    for rel in filter(None, files.decode().split("\0")):
-        src = ROOT / rel
-        if src.is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / rel)
-    return dest
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("python", _pythons(), ids=lambda p: p.parent.parent.name)
 def test_program_built_in_a_venv_runs_under_env_i(tmp_path: Path, model_path: Path,
@@ -172,13 +159,8 @@ def test_program_built_in_a_venv_runs_under_env_i(tmp_path: Path, model_path: Pa
     venv's `python -m bitnet.ffi --cflags --libs` runs under `env -i` and prints what the
     development build prints; its ASan build exits 0 with no report. (CI: one Python 3.12,
     ~3 min; all of them with BITNET_CAPI_ALL_PYTHONS=1.)"""
-    venv = tmp_path / "venv"
-    subprocess.run([str(python), "-m", "venv", str(venv)], check=True, capture_output=True,
-                   timeout=600)
+    venv = venv_install(python, tmp_path)
     vpy = venv / "bin" / "python"
-    res = subprocess.run([str(vpy), "-m", "pip", "install", "-q", str(_source_copy(tmp_path))],
-                         capture_output=True, text=True, timeout=3600, cwd=tmp_path)
-    assert res.returncode == 0, res.stderr[-3000:]
     flags = subprocess.run([str(vpy), "-m", "bitnet.ffi", "--cflags", "--libs"], check=True,
                            capture_output=True, text=True, cwd=tmp_path).stdout.split()
     assert all(str(venv) in f for f in flags if f.startswith(("-I", "-L")))

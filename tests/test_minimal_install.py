@@ -11,20 +11,16 @@ import os
 import shutil
 import subprocess
 import sys
-import venv
 from pathlib import Path
 from typing import Dict, List
 
 import pytest
 
 from bitnet_harness.corpora import SMOLLM2, corpus_path
+from tests.kernel_builds import venv_install
 
-REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
-# what a checkout holds besides the sources pip needs (build outputs, caches, data)
-_NOT_COPIED = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info", "__pycache__",
-                                     "*.so", "data", "reports", ".mypy_cache", ".ruff_cache")
 # what `pip install bitnet-compat` must not pull in (extras only)
 _EXTRAS_ONLY = ("fastapi", "pydantic", "uvicorn", "rich", "pytest", "hypothesis", "llama_cpp",
                 "gguf", "tiktoken")
@@ -56,18 +52,7 @@ def _clean_env() -> Dict[str, str]:
 def install(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """bin/ of a venv holding `pip install .` of a copy of this checkout, nothing else."""
     root = tmp_path_factory.mktemp("minimal")
-    src = root / "checkout"
-    shutil.copytree(REPO, src, ignore=_NOT_COPIED, symlinks=True)
-    env_dir = root / "venv"
-    res = subprocess.run([_python312(), "-m", "venv", str(env_dir)], capture_output=True,
-                         text=True, timeout=300)
-    if res.returncode != 0:  # a Python without ensurepip: the stdlib venv of this interpreter
-        venv.create(env_dir, with_pip=True)
-    bindir = env_dir / "bin"
-    res = subprocess.run([str(bindir / "python"), "-m", "pip", "install", "-q", str(src)],
-                         capture_output=True, text=True, timeout=1500, env=_clean_env(), cwd=root)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    return bindir
+    return venv_install(Path(_python312()), root, env=_clean_env()) / "bin"
 
 
 def _run(bindir: Path, argv: List[str]) -> subprocess.CompletedProcess[str]:
