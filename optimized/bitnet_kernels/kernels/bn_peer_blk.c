@@ -6,7 +6,8 @@
  * - scalar and NEON: the whole row unpacked first (unpack_row), then the cores;
  * - AVX2 / AVX-512: 32 weights at a time in a register (w32_*): a batch unpacks each row
  *   once into scratch and runs it against the tokens (two per AVX-512 register); one token
- *   (decode) streams two rows through the halves of an AVX-512 register with no scratch.
+ *   (decode) streams two rows through the halves of an AVX-512 register with no scratch
+ *   (the hot types with their own loads: Q4_0, Q4_1, Q8_0, TQ1_0, TQ2_0, I2_S).
  * Every variant computes the same integer lanes and the same float steps.
  */
 #include "bn_peer.h"
@@ -425,7 +426,7 @@ INLINE BN_TARGET_AVX512 void rows2_body(int type, const uint8_t *rA, const uint8
                                               float i2s, float *out) {                                            \
         rows2_body(T, rA, rB, a, D, sb, i2s, out);                                                                \
     }
-#define GENERIC_ROWS2_TYPES(X) X(BN_Q5_0, q5_0) X(BN_Q5_1, q5_1) X(BN_TQ1_0, tq1_0)
+#define GENERIC_ROWS2_TYPES(X) X(BN_Q5_0, q5_0) X(BN_Q5_1, q5_1)
 GENERIC_ROWS2_TYPES(ROWS2_FN)
 
 /* the hot 32-block types with the two rows' bytes and scales fetched together: nibbles of
@@ -544,6 +545,74 @@ static BN_TARGET_AVX512 void rows2_i2_s_fast(const uint8_t *rA, const uint8_t *r
     rows2_2bit(1, rA, rB, a, D, i2s, out);
 }
 
+/* TQ1_0 (qs[0..31]: elements 32l + m = trit l of byte m, l = 0..4; qs[32..47]: elements
+ * 160 + 16l + m, l = 0..4; qh[0..3]: elements 240 + 4l + j, l = 0..3; trit l of a byte q is
+ * ((uint8)(q * 3^l) * 3) >> 8): the two rows' bytes side by side, every power of 3 taken as
+ * byte adds on a whole register (llama.cpp's shifts, masks and adds), the trit as 64 * trit =
+ * avg(q', avg(q', 0)) & 0xC0 with q' = q -sat 1 (llama.cpp's halving adds, the shift left
+ * out): the four integer chains sum 64x the products and 64x the bias lanes, shifted back
+ * exactly at the end of the block. */
+INLINE BN_TARGET_AVX512 __m512i tq1_x9(__m512i x) { /* x * 9 mod 256 per byte */
+    return _mm512_add_epi8(_mm512_and_si512(_mm512_slli_epi16(x, 3), _mm512_set1_epi8((char)0xF8)), x);
+}
+
+INLINE BN_TARGET_AVX512 __m512i tq1_trit64(__m512i q) {
+    const __m512i q1 = _mm512_subs_epu8(q, _mm512_set1_epi8(1));
+    return _mm512_and_si512(_mm512_avg_epu8(q1, _mm512_avg_epu8(q1, _mm512_setzero_si512())), _mm512_set1_epi8((char)0xC0));
+}
+
+INLINE BN_TARGET_AVX512 __m512i tq1_dot(__m512i L, __m512i q, const int8_t *x) {
+    return _mm512_dpbusd_epi32(L, tq1_trit64(q), _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)x)));
+}
+
+static BN_TARGET_AVX512 void rows2_tq1_0_fast(const uint8_t *rA, const uint8_t *rB, bn_act_row a, int64_t D, int sb,
+                                              float i2s, float *out) {
+    (void)sb;
+    (void)i2s;
+    const __mmask16 hi = 0xFF00;
+    /* qword picks: [lo of x, lo of y | hi of x, hi of y] with x, y = two registers of 128-bit
+     * lanes [A | B | ...]; the qh words: lanes 2 and 3 of the second register */
+    const __m512i pair = _mm512_set_epi64(11, 10, 3, 2, 9, 8, 1, 0);
+    const __m512i pair_qh = _mm512_set_epi64(15, 14, 3, 2, 13, 12, 1, 0);
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t b = 0; b < D / 256; b++) {
+        const uint8_t *pA = rA + 54 * b, *pB = rB + 54 * b;
+        const int8_t *x = a.codes + 256 * b;
+        /* the pair's rows are one stream (A, then B, then the next pair): ~38 blocks ahead */
+        _mm_prefetch((const char *)(pA + 2048), _MM_HINT_T0);
+        _mm_prefetch((const char *)(pB + 2048), _MM_HINT_T0);
+        /* qs[0..31] of A | of B */
+        const __m512i v0 = load_2x256(pA, pB), v1 = _mm512_add_epi8(v0, _mm512_add_epi8(v0, v0));
+        const __m512i v2 = tq1_x9(v0), v3 = tq1_x9(v1), v4 = tq1_x9(v2);
+        /* 128-bit lanes: qs[32..47] of A | of B | qh of A four times | qh of B four times */
+        const __m256i qs = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(pA + 32))),
+                                                   _mm_loadu_si128((const __m128i *)(pB + 32)), 1);
+        uint32_t hA, hB;
+        memcpy(&hA, pA + 48, 4);
+        memcpy(&hB, pB + 48, 4);
+        const __m256i qh = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi32((int)hA)), _mm_set1_epi32((int)hB), 1);
+        const __m512i h0 = _mm512_inserti64x4(_mm512_castsi256_si512(qs), qh, 1);
+        const __m512i h1 = _mm512_add_epi8(h0, _mm512_add_epi8(h0, h0));
+        const __m512i h2 = tq1_x9(h0), h3 = tq1_x9(h1), h4 = tq1_x9(h2);
+        /* qh's trit l sits in dword l of each lane */
+        __m512i q4 = _mm512_mask_blend_epi32(0x2222, h0, h1);
+        q4 = _mm512_mask_blend_epi32(0x8888, _mm512_mask_blend_epi32(0x4444, q4, h2), h3);
+        const __m256i bias = _mm256_loadu_si256((const __m256i *)(a.bias + 8 * b));
+        const __m512i bias64 = _mm512_slli_epi32(_mm512_broadcast_i64x4(bias), 6);
+        __m512i L0 = tq1_dot(bias64, v0, x), L1 = tq1_dot(_mm512_setzero_si512(), v1, x + 32);
+        __m512i L2 = tq1_dot(_mm512_setzero_si512(), v2, x + 64), L3 = tq1_dot(_mm512_setzero_si512(), v3, x + 96);
+        L0 = tq1_dot(L0, v4, x + 128);
+        L1 = tq1_dot(L1, _mm512_permutex2var_epi64(h0, pair, h1), x + 160);
+        L2 = tq1_dot(L2, _mm512_permutex2var_epi64(h2, pair, h3), x + 192);
+        L3 = tq1_dot(L3, _mm512_permutex2var_epi64(h4, pair_qh, q4), x + 224);
+        const __m512i L = _mm512_srai_epi32(_mm512_add_epi32(_mm512_add_epi32(L0, L1), _mm512_add_epi32(L2, L3)), 6);
+        const float dA = _cvtsh_ss(*(const uint16_t *)(pA + 52)), dB = _cvtsh_ss(*(const uint16_t *)(pB + 52));
+        const __m512 dw = _mm512_mask_blend_ps(hi, _mm512_set1_ps(dA), _mm512_set1_ps(dB));
+        acc = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(a.da[b])), _mm512_cvtepi32_ps(L), acc);
+    }
+    store_hsum_2(acc, &out[0], &out[1]);
+}
+
 typedef void (*rows2_fn)(const uint8_t *, const uint8_t *, bn_act_row, int64_t, int, float, float *);
 
 static rows2_fn pick_rows2(int type) {
@@ -553,6 +622,7 @@ static rows2_fn pick_rows2(int type) {
     case BN_Q8_0: return rows2_q8_0_fast;
     case BN_TQ2_0: return rows2_tq2_0_fast;
     case BN_I2_S: return rows2_i2_s_fast;
+    case BN_TQ1_0: return rows2_tq1_0_fast;
 #define ROWS2_CASE(T, name) case T: return rows2_##name;
     GENERIC_ROWS2_TYPES(ROWS2_CASE)
     default: return NULL;
