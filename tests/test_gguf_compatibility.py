@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import struct
 import subprocess
 import sys
 import time
@@ -404,6 +405,44 @@ def test_v1_is_rejected_naming_supported_versions(tmp_path: Path) -> None:
     path.write_bytes(valid_builder(version=1).build())
     with pytest.raises(GGUFError, match="supported versions are 2, 3"):
         parse(path)
+
+
+# string arrays: the bulk reader (lengths walked, one decode, one split) against the one-by-one
+# reader; where bulk does not apply (long or non-UTF-8 strings, no free separator byte, a bad
+# length) the one-by-one reader runs, so strings, end position and errors are the same
+STRING_ARRAYS: Dict[str, Tuple[List[bytes], Optional[List[int]], bool]] = {
+    "plain": ([b"a", b"", b"bc", "\u2581x".encode()], None, True),
+    "all_empty": ([b""] * 5, None, True),
+    "nul_inside": ([b"a\x00b", b"", b"\x00"], None, True),
+    "no_free_separator": ([bytes(range(1, 128)), b"\x00"], None, False),
+    "long_strings": ([b"x" * 300, b"y" * 70000, b"z"], None, False),
+    "invalid_utf8": ([b"\xff", b"ok", b"\xed\xa0\x80"], None, False),
+    "sequence_split_across_strings": ([b"\xe2\x96", b"\x81"], None, False),
+    "length_past_end": ([b"abc", b"def"], [3, 10], False),
+    "length_high_bytes": ([b"abc", b"def"], [3, 1 << 16 | 3], False),
+    "length_huge": ([b"abc", b"def"], [3, 1 << 40], False),
+}
+
+
+@pytest.mark.parametrize("name", list(STRING_ARRAYS))
+def test_string_arrays_read_in_bulk_as_one_by_one(name: str) -> None:
+    from bitnet.gguf import reader
+
+    strings, lengths, bulk = STRING_ARRAYS[name]
+    blob = b"".join(struct.pack("<Q", len(s) if lengths is None else lengths[i]) + s
+                    for i, s in enumerate(strings)) + b"tail"
+    results = []
+    for read in (reader._read_strings, reader._read_strings_checked):
+        cur = reader._Cursor(blob, len(blob), "<")
+        try:
+            results.append((read(cur, len(strings), "f"), cur.pos))
+        except GGUFError as e:
+            results.append((str(e), -1))
+    assert results[0] == results[1]
+    if lengths is None:
+        assert results[0][0] == [s.decode("utf-8", "surrogateescape") for s in strings]
+    cur = reader._Cursor(blob, len(blob), "<")
+    assert (reader._read_strings_bulk(cur, len(strings)) is not None) == bulk
 
 
 def test_missing_file_has_code_minus_4() -> None:

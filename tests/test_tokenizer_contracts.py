@@ -36,7 +36,7 @@ from bitnet.tokenizers import (
 from bitnet.tokenizers.gguf_tokenizer import GGUFTokenizer
 from bitnet.tokenizers.tiktoken_file import CL100K_PATTERN, CL100K_SPECIAL_TOKENS
 from bitnet.tokenizers.unicode import BYTE_TO_UNICODE, LETTER, NUMBER, cpt_flags
-from bitnet.tokenizers.vocab import _AUTO_SPECIALS
+from bitnet.tokenizers.vocab import _AUTO_SPECIALS, merge_ranks
 from bitnet_harness.corpora import CL100K, SMOLLM2, corpus_path, vocab_names
 from bitnet_harness.fuzz import first_mismatch, text_strategy
 
@@ -284,6 +284,27 @@ def test_auto_repair_keeps_tokenization(name: str) -> None:
 def test_missing_pre_uses_llamacpp_default_without_repair() -> None:
     v = raw_tokenizer("gpt-neox").vocab
     assert v.pre == "" and v.pre_type == "default"
+
+
+def test_merge_ranks_read_merges_as_llamacpp() -> None:
+    """Split at the first space after the first character, no space: ("", ""), a repeated
+    pair keeps its first rank (llama_vocab::impl::load's emplace); in the merges' order."""
+    merges = ["a b", "  c", "ab c", "a b", "nospace", " x y", "a  b", "ab c"]
+    want = {("a", "b"): 0, (" ", "c"): 1, ("ab", "c"): 2, ("", ""): 4, (" x", "y"): 5,
+            ("a", " b"): 6}
+    assert list(merge_ranks(merges).items()) == list(want.items())
+    assert merge_ranks(merges[:3]) == {("a", "b"): 0, (" ", "c"): 1, ("ab", "c"): 2}
+
+
+def test_merges_and_max_token_len_are_made_on_first_use() -> None:
+    kv = gguf_load(corpus_path(SMOLLM2)).kv
+    tok = from_gguf_kv(kv, engine=runtime.tokenizer_engine())
+    v = tok.vocab
+    assert v._merges is None and v._max_token_len is None  # not made by the constructor
+    # llama.cpp's ids (the Python merges: the engine is not warm yet)
+    assert tok.tokenize(b"Hello world, merges", False, False) == [19556, 905, 28, 11778, 266]
+    assert v.merges == merge_ranks(kv["tokenizer.ggml.merges"])
+    assert v.max_token_len == max(len(t.encode("utf-8", "surrogateescape")) for t in v.tokens)
 
 
 # --- 3. unsupported inputs say what is supported ------------------------------------------

@@ -27,7 +27,7 @@ from __future__ import annotations
 import threading
 from array import array
 from itertools import accumulate
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from bitnet.errors import TokenizationError
 from bitnet.tokenizers import unicode as U
@@ -164,7 +164,7 @@ class CTokenizerEngine:
     def bpe(
         self,
         token_to_id: Dict[str, int],
-        ranks: Dict[Tuple[str, str], int],
+        ranks: Mapping[Tuple[str, str], int],
         *,
         byte_encode: bool,
         ignore_merges: bool,
@@ -213,7 +213,7 @@ class BPEHandle:
         self,
         engine: CTokenizerEngine,
         token_to_id: Dict[str, int],
-        ranks: Dict[Tuple[str, str], int],
+        ranks: Mapping[Tuple[str, str], int],
         *,
         byte_encode: bool,
         ignore_merges: bool,
@@ -288,7 +288,7 @@ class WarmBPE:
     """`CTokenizerEngine.bpe`: a `BPEHandle` built once `warm_up_bytes` went through."""
 
     def __init__(self, engine: CTokenizerEngine, token_to_id: Dict[str, int],
-                 ranks: Dict[Tuple[str, str], int], flags: Tuple[bool, bool, bool]) -> None:
+                 ranks: Mapping[Tuple[str, str], int], flags: Tuple[bool, bool, bool]) -> None:
         self._engine = engine
         self._tables = (token_to_id, ranks)
         self._flags = flags  # byte_encode, ignore_merges, whole_newline_words

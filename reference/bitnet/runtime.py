@@ -127,6 +127,14 @@ def tokenizer_engine() -> Optional[TokenizerEngine]:
     return default_engine()
 
 
+def preload() -> None:
+    """Load the C kernels and their tokenizer and grammar engines now (as importing llama_cpp
+    loads its library), so that the first model load does not; nothing under
+    BITNET_BACKEND=reference. What each function here picks is unchanged."""
+    tokenizer_engine()
+    grammar_engine()
+
+
 def grammar_engine() -> Optional[Any]:
     """The C grammar engine (bitnet_kernels.grammar_engine), or None for the Python reference
     recognizer (BITNET_BACKEND=reference, or the kernels not built)."""

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
@@ -163,14 +163,12 @@ def _token_types(kv: Dict[str, Any], n: int) -> np.ndarray:
     return np.asarray(types)
 
 
-def _find_special(tokens: List[str], types: np.ndarray, candidates: Sequence[str]) -> Optional[int]:
-    """First candidate present in the vocabulary, special-typed tokens before normal ones."""
-    first: Dict[str, int] = {}
-    for i, tok in enumerate(tokens):
-        if tok in candidates and tok not in first:
-            first[tok] = i
+def _find_special(tokens: List[str], present: Set[str], types: np.ndarray,
+                  candidates: Sequence[str]) -> Optional[int]:
+    """First candidate present in the vocabulary (`present`: the set of `tokens`), special-typed
+    tokens before normal ones."""
     special = (TOKEN_TYPE_CONTROL, TOKEN_TYPE_UNKNOWN, TOKEN_TYPE_USER_DEFINED)
-    hits = [first[text] for text in candidates if text in first]
+    hits = [tokens.index(text) for text in candidates if text in present]  # first occurrences
     for i in hits:
         if types[i] in special:
             return i
@@ -195,6 +193,8 @@ def apply_fixes(kv: Dict[str, Any], tensor_rows: Optional[Dict[str, int]] = None
         fixes.append(Fix(key, out.get(key), new, reason, as_llama_cpp))
         out[key] = new
 
+    token_set: Optional[Set[str]] = None  # set(tokens), made when first needed
+
     # 1. pre-tokenizer (llama.cpp: 'default' with a warning when the key is missing)
     if model == "gpt2" and not out.get(PRE_KEY):
         name, how = detect_pre_tokenizer(out)
@@ -214,8 +214,8 @@ def apply_fixes(kv: Dict[str, Any], tensor_rows: Optional[Dict[str, int]] = None
     # 3. byte_fallback (llama.cpp reads no such key: it falls back to <0xNN> tokens exactly
     #    when they exist, which is what this value says)
     if BYTE_FALLBACK_KEY not in out:
-        present = set(tokens)
-        byte_tokens = sum(f"<0x{b:02X}>" in present for b in range(256))
+        token_set = set(tokens)
+        byte_tokens = sum(f"<0x{b:02X}>" in token_set for b in range(256))
         fix(BYTE_FALLBACK_KEY, byte_tokens == 256,
             f"{byte_tokens} of the 256 <0xNN> byte tokens are in the vocabulary", True)
 
@@ -237,7 +237,9 @@ def apply_fixes(kv: Dict[str, Any], tensor_rows: Optional[Dict[str, int]] = None
             fix(key, default, f"llama.cpp's default for '{model}', token {tokens[default]!r}",
                 True)
             continue
-        found = _find_special(tokens, types, candidates)
+        if token_set is None:
+            token_set = set(tokens)
+        found = _find_special(tokens, token_set, types, candidates)
         if found is None:
             notes.append(Note(f"{key} is missing and no token text fits it; left unset",
                               as_llama_cpp=default is None))

@@ -23,6 +23,7 @@ import logging
 import mmap
 import os
 import struct
+from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
@@ -205,7 +206,16 @@ class _Cursor:
 
 
 def _read_strings(cur: _Cursor, count: int, field: str) -> List[str]:
-    """`count` strings; the hot loop of vocabulary parsing, so bounds are checked inline."""
+    """`count` strings; the hot loop of vocabulary parsing (see `_read_strings_bulk`)."""
+    if count and cur.order == "<":
+        out = _read_strings_bulk(cur, count)
+        if out is not None:
+            return out
+    return _read_strings_checked(cur, count, field)
+
+
+def _read_strings_checked(cur: _Cursor, count: int, field: str) -> List[str]:
+    """`count` strings one by one, each bound checked (raises GGUFError naming the string)."""
     buf, pos, end = cur.buf, cur.pos, cur.size
     length_of = struct.Struct(cur.order + "Q").unpack_from
     out = []
@@ -222,6 +232,84 @@ def _read_strings(cur: _Cursor, count: int, field: str) -> List[str]:
         pos += n
     cur.pos = pos
     return out
+
+
+def _read_strings_bulk(cur: _Cursor, count: int) -> Optional[List[str]]:
+    """`count` little-endian strings in bulk, or None where this path does not apply (a length
+    of 64 KiB or more, invalid UTF-8, no free separator byte, a truncated array): the caller
+    then reads them one by one, which gives the same strings or the typed error.
+
+    Only the lengths are walked in Python; the length prefixes are then overwritten with a
+    byte that occurs in no string, the whole array decoded once and split at those
+    separators: one str per string, made in C."""
+    walked = _walk_lengths(cur.buf, cur.pos, cur.size, count)
+    if walked is None:
+        return None
+    at, end = walked
+    joined = _joined_text(np.frombuffer(cur.buf, dtype=np.uint8, count=end - cur.pos,
+                                        offset=cur.pos), at)
+    del at
+    if joined is None:
+        return None
+    text, sep = joined
+    out = text.split(sep * 8)
+    del text
+    if len(out) != count + 1:
+        return None
+    del out[0]  # before the first prefix
+    cur.pos = end
+    return out
+
+
+def _walk_lengths(buf: Union[mmap.mmap, bytes], start: int, size: int, count: int
+                  ) -> Optional[Tuple[np.ndarray, int]]:
+    """(where each of `count` length prefixes is, relative to `start`; where the last string
+    ends), reading each length's low two bytes only and checking the other six after; None if
+    a length has them set or the strings run past `size`."""
+    pos = start
+    length_of = struct.Struct("<Q").unpack_from
+    starts = array("q")  # int64s: 8 bytes per string, no int objects
+    append = starts.append
+    try:
+        for _ in range(count):
+            n = buf[pos]
+            if buf[pos + 1]:
+                (n,) = length_of(buf, pos)
+            append(pos)
+            pos += 8 + n
+    except (IndexError, struct.error):  # truncated: the checked reader names the field
+        return None
+    if pos > size:
+        return None
+    at = np.frombuffer(starts, dtype=np.int64) - start
+    region = np.frombuffer(buf, dtype=np.uint8, count=pos - start, offset=start)
+    for k in range(2, 8):
+        if region[at + k].any():
+            return None
+    return at, pos
+
+
+def _joined_text(region: np.ndarray, at: np.ndarray) -> Optional[Tuple[str, str]]:
+    """(`region` decoded with each 8-byte length prefix at `at` replaced by a separator
+    character, that character), or None if the strings are not all UTF-8 or leave no ASCII
+    byte free for the separator."""
+    joined = region.copy()
+    joined[at] = 0
+    joined[at + 1] = 0  # bytes 2..7 are 0 already
+    sep = 0
+    if np.count_nonzero(joined) != joined.size - 8 * at.size:  # a string holds NUL
+        counts = np.bincount(joined, minlength=256)
+        counts[0] -= 8 * at.size
+        free = np.flatnonzero(counts[1:128] == 0)
+        if not free.size:
+            return None
+        sep = int(free[0]) + 1
+        for k in range(8):
+            joined[at + k] = sep
+    try:
+        return joined.tobytes().decode("utf-8"), chr(sep)
+    except UnicodeDecodeError:  # some string is not UTF-8: surrogateescape them one by one
+        return None
 
 
 def _read_value(cur: _Cursor, type_id: int, field: str, depth: int = 0) -> Tuple[Any, KVType]:

@@ -63,6 +63,12 @@ from typing import Any, Callable, Deque, Dict, Generator, Iterator, List, Option
 
 import numpy as np
 
+# what Llama() runs, imported with this module (as llama_cpp's is) rather than in Llama()
+import bitnet.gguf
+import bitnet.model
+import bitnet.numerics  # noqa: F401 (runtime.make_backend's)
+import bitnet.tokenizers  # noqa: F401 (runtime.tokenizer_from_kv's)
+from bitnet import runtime
 from bitnet.errors import ModelLoadError
 from bitnet.llama_compat import _sampling, llama_chat_format, llama_types
 from bitnet.llama_compat._completion import CompletionParams, completion_method, completion_stream
@@ -100,6 +106,8 @@ from bitnet.llama_compat.llama_speculative import LlamaDraftModel
 from bitnet.llama_compat.llama_state import LlamaState, load_llama_state, save_llama_state
 from bitnet.llama_compat.llama_tokenizer import BaseLlamaTokenizer, LlamaTokenizer
 from bitnet.llama_compat.llama_types import *  # noqa: F403 (llama_cpp.llama re-exports the types)
+
+runtime.preload()
 
 # llama.cpp's llm_arch_is_recurrent / llm_arch_is_hybrid, by general.architecture
 RECURRENT_ARCHS = frozenset(["mamba", "mamba2", "rwkv6", "rwkv6qwen2", "rwkv7", "arwkv7"])
@@ -292,14 +300,11 @@ class Llama:
             raise NotImplementedError(f"LoRA adapters are not supported (lora_path={lora_path!r})")
         if type_k not in (None, GGML_TYPE_F16, GGML_TYPE_F32):
             raise ValueError(f"type_k={type_k}: the KV cache is F16 (1) or F32 (0) here")
-        from bitnet import runtime
-        from bitnet.gguf import load as gguf_load
-
         try:
             with warnings.catch_warnings():
                 if not self.verbose:
                     warnings.simplefilter("ignore")  # repairs are logged only when verbose
-                gf = gguf_load(model_path)
+                gf = bitnet.gguf.load(model_path)
         except Exception as e:
             raise ValueError(f"Failed to load model from file: {model_path} ({e})") from e
         self._gguf = gf
@@ -330,10 +335,8 @@ class Llama:
         self._n_ctx_padded = max(256, -(-n_ctx // 256) * 256)
         ctx: Any = VocabOnlyContext()
         if engine is not None:
-            from bitnet.model import Context
-
-            ctx = Context(engine, n_ctx=self._n_ctx_padded, n_batch=max(self.n_batch, 1),
-                          kv_type="f32" if type_k == GGML_TYPE_F32 else "f16")
+            ctx = bitnet.model.Context(engine, n_ctx=self._n_ctx_padded, n_batch=max(self.n_batch, 1),
+                                       kv_type="f32" if type_k == GGML_TYPE_F32 else "f16")
         self._ctx = LlamaContext(ctx)
         self._stack.callback(self._ctx.close)
 

@@ -17,20 +17,23 @@ from __future__ import annotations
 
 import heapq
 from collections import OrderedDict
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union, ValuesView
 
 from bitnet.tokenizers import pretokenizers as P
 from bitnet.tokenizers import unicode as U
 from bitnet.tokenizers.engine import BPEVocabEngine, TokenizerEngine
 
+Ranks = Dict[Tuple[str, str], int]
+
 
 class BPE:
-    """Merge engine over `token_to_id` (str keys) and `ranks` ((left, right) -> rank)."""
+    """Merge engine over `token_to_id` (str keys) and `ranks` ((left, right) -> rank, or a
+    function that makes them: called once, when a merge or the engine first needs them)."""
 
     def __init__(
         self,
         token_to_id: Dict[str, int],
-        ranks: Dict[Tuple[str, str], int],
+        ranks: Union[Ranks, Callable[[], Ranks]],
         *,
         byte_encode: bool = True,
         ignore_merges: bool = False,
@@ -39,7 +42,12 @@ class BPE:
         engine: Optional[TokenizerEngine] = None,
     ) -> None:
         self.token_to_id = token_to_id
-        self.ranks = ranks
+        self._ranks: Optional[Ranks] = None
+        self._make_ranks: Optional[Callable[[], Ranks]] = None
+        if callable(ranks):
+            self._make_ranks = ranks
+        else:
+            self._ranks = ranks
         self.byte_encode = byte_encode
         self.ignore_merges = ignore_merges
         self.whole_newline_words = (
@@ -50,12 +58,24 @@ class BPE:
         self.engine = engine
         self._vocab_engine: Optional[BPEVocabEngine] = None
 
+    @property
+    def ranks(self) -> Ranks:
+        """(left, right) -> merge rank."""
+        if self._ranks is None:
+            assert self._make_ranks is not None
+            self._ranks = self._make_ranks()
+        return self._ranks
+
+    @ranks.setter
+    def ranks(self, ranks: Ranks) -> None:
+        self._ranks = ranks
+
     def vocab_engine(self) -> Optional[BPEVocabEngine]:
         """This vocabulary on the engine (made on first use, from the current tables), or None."""
         if self.engine is not None and self._vocab_engine is None:
             self._vocab_engine = self.engine.bpe(
                 self.token_to_id,
-                self.ranks,
+                _RanksView(self),  # the engine reads the ranks when it builds its handle
                 byte_encode=self.byte_encode,
                 ignore_merges=self.ignore_merges,
                 whole_newline_words=self.whole_newline_words,
@@ -182,3 +202,23 @@ class BPE:
                 if tid is not None:
                     ids.append(tid)
         return ids
+
+
+class _RanksView(Mapping[Tuple[str, str], int]):
+    """`bpe.ranks` read when first used (an engine's vocabulary object holds it from the
+    first tokenization on, but reads it only once warmed up)."""
+
+    def __init__(self, bpe: BPE) -> None:
+        self._bpe = bpe
+
+    def __getitem__(self, pair: Tuple[str, str]) -> int:
+        return self._bpe.ranks[pair]
+
+    def __iter__(self) -> Iterator[Tuple[str, str]]:
+        return iter(self._bpe.ranks)
+
+    def __len__(self) -> int:
+        return len(self._bpe.ranks)
+
+    def values(self) -> ValuesView[int]:  # the dict's own view: no lookup per key
+        return self._bpe.ranks.values()

@@ -17,7 +17,7 @@ code, which gives those ids or raises the typed error. ``engine=None`` is pure P
 
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Optional, Protocol, Sequence, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple
 
 # the splitters an engine may run: llama.cpp's custom ones (unicode_regex_split_custom_*),
 # the newline splitter, and "\p{N}" on the category-collapsed text (one piece per digit)
@@ -62,7 +62,7 @@ class TokenizerEngine(Protocol):
     def bpe(
         self,
         token_to_id: Dict[str, int],
-        ranks: Dict[Tuple[str, str], int],
+        ranks: Mapping[Tuple[str, str], int],
         *,
         byte_encode: bool,
         ignore_merges: bool,

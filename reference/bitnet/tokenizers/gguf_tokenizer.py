@@ -76,7 +76,7 @@ class GGUFTokenizer:
             self._exprs = exprs
             self._bpe = BPE(
                 vocab.token_to_id,
-                vocab.merges,
+                lambda: vocab.merges,  # built when a merge first needs them
                 byte_encode=byte_encode,
                 ignore_merges=vocab.ignore_merges,
                 whole_newline_words=vocab.pre_type == "gemma4",
@@ -84,10 +84,14 @@ class GGUFTokenizer:
             )
         elif vocab.type == "ugm":
             self._ugm = UGM(vocab)
-        self._spm_isolated = b""
-        if vocab.type == "spm":
-            self._spm_isolated = isolated_bytes(list(vocab.bytes_to_id))
+        self._spm_isolated: Optional[bytes] = None  # made on first SPM tokenization
         vocab.nl_id = self._newline_id()
+
+    def _isolated_bytes(self) -> bytes:
+        """SPM: the bytes no merge crosses (`spm.isolated_bytes`), found on first use."""
+        if self._spm_isolated is None:
+            self._spm_isolated = isolated_bytes(list(self.vocab.bytes_to_id))
+        return self._spm_isolated
 
     def _newline_id(self) -> Optional[int]:
         """llama.cpp's linefeed_id: SPM's byte token for '\\n', else the first token of "\\n"
@@ -148,7 +152,7 @@ class GGUFTokenizer:
                 piece = piece.replace(b" ", _ESCAPED_SPACE)
                 out.extend(
                     spm_tokenize_chunked(
-                        piece, v.bytes_to_id, v.scores, v.byte_to_token, self._spm_isolated,
+                        piece, v.bytes_to_id, v.scores, v.byte_to_token, self._isolated_bytes(),
                         self._spm_vocab_engine(),
                     )
                 )

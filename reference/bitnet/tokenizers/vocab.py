@@ -17,7 +17,9 @@ can differ; tokenization and the EOG set do not depend on the pick.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
+
+import numpy as np
 
 from bitnet.errors import TokenizationError, UnsupportedError
 from bitnet.tokenizers import pretokenizers as P
@@ -52,6 +54,7 @@ _TYPE_TO_ATTR = {
     TYPE_BYTE: ATTR_BYTE,
     TYPE_UNDEFINED: ATTR_UNDEFINED,
 }
+_TYPE_ATTRS = np.array([_TYPE_TO_ATTR[t] for t in range(len(_TYPE_TO_ATTR))], dtype=np.int64)
 
 # tokenizer.ggml.model -> llama.cpp vocab type
 MODEL_TYPES = {"llama": "spm", "gpt2": "bpe", "gemma4": "bpe", "bert": "wpm", "t5": "ugm"}
@@ -180,6 +183,25 @@ def _text_bytes(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
 
 
+def merge_ranks(merges: Sequence[str]) -> Dict[Tuple[str, str], int]:
+    """BPE merge texts ("left right", split at the first space after the first character)
+    -> rank; a text without that space is ("", ""); a repeated pair keeps its first rank
+    (std::unordered_map::emplace)."""
+    pairs = [(a, b) if a and sep else _merge_pair(w)
+             for w, (a, sep, b) in zip(merges, [w.partition(" ") for w in merges])]
+    ranks = dict(zip(pairs, range(len(pairs))))
+    if len(ranks) != len(pairs):  # repeated pairs: the first rank wins
+        ranks = {}
+        for i, pair in enumerate(pairs):
+            ranks.setdefault(pair, i)
+    return ranks
+
+
+def _merge_pair(word: str) -> Tuple[str, str]:
+    pos = word.find(" ", 1)
+    return (word[:pos], word[pos + 1 :]) if pos >= 0 else ("", "")
+
+
 @dataclass
 class Vocab:
     """A vocabulary as llama.cpp loads it. Token texts are `str` decoded from the GGUF bytes with
@@ -193,7 +215,7 @@ class Vocab:
     scores: List[float]
     attrs: List[int]
     token_to_id: Dict[str, int]
-    merges: Dict[Tuple[str, str], int] = field(default_factory=dict)
+    merge_texts: Sequence[str] = ()  # tokenizer.ggml.merges as read (BPE); see `merges`
     bos_id: Optional[int] = None
     eos_id: Optional[int] = None
     eot_id: Optional[int] = None
@@ -223,9 +245,10 @@ class Vocab:
     strip_accents: bool = True
     eog_ids: Set[int] = field(default_factory=set)
     special_tokens: List[int] = field(default_factory=list)  # partition order (longest first)
-    max_token_len: int = 0
     precompiled_charsmap: bytes = b""
     _bytes_to_id: Optional[Dict[bytes, int]] = field(default=None, repr=False, compare=False)
+    _merges: Optional[Dict[Tuple[str, str], int]] = field(default=None, repr=False, compare=False)
+    _max_token_len: Optional[int] = field(default=None, repr=False, compare=False)
 
     @property
     def n_tokens(self) -> int:
@@ -237,10 +260,24 @@ class Vocab:
         return self.bos_id
 
     @property
+    def merges(self) -> Dict[Tuple[str, str], int]:
+        """BPE merge ranks, (left, right) -> rank (built on first use from `merge_texts`)."""
+        if self._merges is None:
+            self._merges = merge_ranks(self.merge_texts)
+        return self._merges
+
+    @property
+    def max_token_len(self) -> int:
+        """The longest token text in bytes (computed on first use)."""
+        if self._max_token_len is None:
+            self._max_token_len = max(map(len, map(_text_bytes, self.tokens)), default=0)
+        return self._max_token_len
+
+    @property
     def bytes_to_id(self) -> Dict[bytes, int]:
         """Token bytes -> id (built on first use)."""
         if self._bytes_to_id is None:
-            self._bytes_to_id = {_text_bytes(t): i for i, t in enumerate(self.tokens)}
+            self._bytes_to_id = dict(zip(map(_text_bytes, self.tokens), range(self.n_tokens)))
         return self._bytes_to_id
 
     def text_bytes(self, token_id: int) -> bytes:
@@ -298,8 +335,7 @@ class Vocab:
         v._detect_specials()
         v._build_eog()
         v.special_tokens = sorted(
-            (i for i in range(v.n_tokens)
-             if v.attrs[i] & (ATTR_CONTROL | ATTR_USER_DEFINED | ATTR_UNKNOWN)),
+            v._ids_with(ATTR_CONTROL | ATTR_USER_DEFINED | ATTR_UNKNOWN),
             key=lambda i: -len(_text_bytes(v.tokens[i])),
         )
         v._per_model_attrs(kv)
@@ -332,12 +368,9 @@ class Vocab:
             merges = kv.get(K + "merges")
             if merges is None:
                 raise UnsupportedError("cannot find tokenizer merges in model file")
-            ranks: Dict[Tuple[str, str], int] = {}
-            for i, word in enumerate(merges):
-                pos = word.find(" ", 1)
-                pair = (word[:pos], word[pos + 1 :]) if pos >= 0 else ("", "")
-                ranks.setdefault(pair, i)  # std::unordered_map::emplace keeps the first
-            self.merges = ranks
+            self.merge_texts = merges  # the ranks are built on first use (`merges`)
+            if not set(map(type, merges)) <= {str}:  # not text: fails now, as loading did
+                self._merges = merge_ranks(merges)
         if self.model == "gemma4":
             self.pre = "gemma4"
 
@@ -398,23 +431,34 @@ class Vocab:
         types = kv.get(K + "token_type")
         if types is not None and len(types) < n:
             raise UnsupportedError(f"Index out of array bounds for toktypes ({len(types)} < {n})")
-        score_list = [float(s) for s in scores[:n]] if scores is not None else [0.0] * n
-        type_list = [int(t) for t in types[:n]] if types is not None else None
-        toks: List[str] = []
-        for i, word in enumerate(tokens_raw):
-            if word == "":
-                word = f"[EMPTY_{i}]"
-            toks.append(word)
+        toks = list(tokens_raw)
+        if "" in toks:
+            for i, word in enumerate(toks):
+                if word == "":
+                    toks[i] = f"[EMPTY_{i}]"
         self.tokens = toks
-        self.scores = score_list
-        self.token_to_id = {t: i for i, t in enumerate(toks)}
+        if scores is None:
+            self.scores = [0.0] * n
+        elif isinstance(scores, np.ndarray):  # as the GGUF reader gives numeric arrays
+            self.scores = scores[:n].astype(np.float64).tolist()
+        else:
+            self.scores = [float(s) for s in scores[:n]]
+        # token type -> attribute; a type out of range is ATTR_UNDEFINED
+        if types is None:
+            self.attrs = [ATTR_NORMAL] * n
+        elif isinstance(types, np.ndarray) and types.dtype.kind in "iu":
+            t = types[:n].astype(np.int64)
+            known = (t >= 0) & (t < len(_TYPE_ATTRS))
+            self.attrs = np.where(known, _TYPE_ATTRS[np.where(known, t, 0)], ATTR_UNDEFINED).tolist()
+        else:
+            self.attrs = [_TYPE_TO_ATTR.get(int(t), ATTR_UNDEFINED) for t in types[:n]]
+        self.token_to_id = dict(zip(toks, range(n)))
         if len(self.token_to_id) != n:
             raise UnsupportedError("duplicate token texts in the vocabulary (llama.cpp asserts)")
-        self.max_token_len = max((len(_text_bytes(t)) for t in toks), default=0)
-        if type_list is None:
-            self.attrs = [ATTR_NORMAL] * n
-        else:
-            self.attrs = [_TYPE_TO_ATTR.get(t, ATTR_UNDEFINED) for t in type_list]
+
+    def _ids_with(self, attrs: int) -> List[int]:
+        """Ids of the tokens with any of these attribute bits, ascending."""
+        return np.flatnonzero(np.array(self.attrs, dtype=np.int64) & attrs).tolist()
 
     def _load_special_ids(self, kv: Dict[str, Any]) -> None:
         """Special ids (defaults out of range are disabled, then the file's keys), add_* flags,
@@ -458,9 +502,9 @@ class Vocab:
                 # yields (and forces only that one to CONTROL); here the first in its list
                 setattr(self, attr, found[0])
                 self._force_control(found[0])
-        for tid, text in enumerate(self.tokens):
+        for tid in self._ids_with(ATTR_CONTROL):
             a = self.attrs[tid]
-            if a & ATTR_CONTROL and not a & ATTR_UNUSED and "unused" in text:
+            if not a & ATTR_UNUSED and "unused" in self.tokens[tid]:
                 self.attrs[tid] = a | ATTR_UNUSED
 
     def _build_eog(self) -> None:
@@ -468,8 +512,9 @@ class Vocab:
         for tid in (self.fim_pad_id, self.fim_rep_id, self.fim_sep_id):
             if tid is not None:
                 eog.add(tid)
-        for text, tid in self.token_to_id.items():
-            if text in _EOG_TEXTS:
+        for text in _EOG_TEXTS:
+            tid = self.token_to_id.get(text)
+            if tid is not None:
                 eog.add(tid)
                 self._force_control(tid)
         for text in ("<|channel|>", "<|message|>", "<|start|>", "<|constrain|>"):  # gpt-oss hack
