@@ -527,7 +527,20 @@ def test_dual_build_byte_identical_without_flash_attention(dual_builds: Dict[str
     reproduces; llama.cpp's C default AUTO runs its flash-attention kernel), the same program
     prints the same bytes on both libraries: 32 greedy tokens, their top-2 logits, batch rows,
     KV-cache edits, embeddings, detokenized text."""
-    args = ("generate", str(model_path), prompt, "32", "nofa")
+    _same_bytes(dual_builds, model_path, prompt, "nofa")
+
+
+@pytest.mark.llamacpp
+@pytest.mark.parametrize("prompt", EXACT_PROMPTS)
+def test_dual_build_byte_identical_with_flash_attention(dual_builds: Dict[str, Path],
+                                                        model_path: Path, prompt: str) -> None:
+    """llama.cpp's default context (flash_attn_type AUTO: its flash-attention kernel on the
+    CPU), the engine in that kernel's float order: the same bytes as without it."""
+    _same_bytes(dual_builds, model_path, prompt)
+
+
+def _same_bytes(dual_builds: Dict[str, Path], model_path: Path, prompt: str, *flags: str) -> None:
+    args = ("generate", str(model_path), prompt, "32", *flags)
     got = run_raw(dual_builds["bitnet"], *args, env=PEER)
     assert got == run_raw(dual_builds["llama"], *args)
     assert len(parse_lines(got)["generated"]) >= 8
