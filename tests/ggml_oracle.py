@@ -80,7 +80,8 @@ class GgmlOracle:
         _sig(base, "ggml_mul", _P, _P, _P, _P)
         _sig(base, "ggml_rope_ext", _P, _P, _P, _P, _P, ctypes.c_int, ctypes.c_int, ctypes.c_int,
              ctypes.c_float, ctypes.c_float, ctypes.c_float, ctypes.c_float, ctypes.c_float, ctypes.c_float)
-        _sig(base, "ggml_flash_attn_ext", _P, _P, _P, _P, _P, _P, ctypes.c_float, ctypes.c_float, ctypes.c_float)
+        _sig(base, "ggml_flash_attn_ext", _P, _P, _P, _P, _P, _P, ctypes.c_float, ctypes.c_float,
+             ctypes.c_float)
         _sig(base, "ggml_new_graph", _P, _P)
         _sig(base, "ggml_build_forward_expand", None, _P, _P)
         _sig(base, "ggml_backend_alloc_ctx_tensors_from_buft", _P, _P, _P)
