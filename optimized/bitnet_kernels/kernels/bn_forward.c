@@ -344,7 +344,7 @@ static void fwd_task(void *vctx, int ith, int nth) {
         {
             const attn_args a = {c->q, c->k_cache + lay, c->v_cache + lay, c->kv_f16, 0,
                                  T, H, Hkv, hd, c->n_kv, c->positions, c->kv_pos, m->kq_scale, c->attn,
-                                 c->dot, c->axpy};
+                                 c->dot, c->axpy, 0, 0, 0};
             int64_t p0, p1;
             if (T == 1) { /* the query heads of this thread's kv heads: their cells are ours */
                 p0 = g0 * group;
