@@ -80,6 +80,8 @@ class GgmlOracle:
         _sig(base, "ggml_mul", _P, _P, _P, _P)
         _sig(base, "ggml_rope_ext", _P, _P, _P, _P, _P, ctypes.c_int, ctypes.c_int, ctypes.c_int,
              ctypes.c_float, ctypes.c_float, ctypes.c_float, ctypes.c_float, ctypes.c_float, ctypes.c_float)
+        _sig(base, "ggml_flash_attn_ext", _P, _P, _P, _P, _P, _P, ctypes.c_float, ctypes.c_float,
+             ctypes.c_float)
         _sig(base, "ggml_new_graph", _P, _P)
         _sig(base, "ggml_build_forward_expand", None, _P, _P)
         _sig(base, "ggml_backend_alloc_ctx_tensors_from_buft", _P, _P, _P)
@@ -235,6 +237,28 @@ class GgmlOracle:
             return int(self.base.ggml_soft_max_ext(ctx, xt, mt, scale, 0.0)), ins
 
         return self._run(build, x.shape, n_threads)
+
+    def flash_attn_ext(self, q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray, scale: float, *,
+                       n_threads: int = 1) -> np.ndarray:
+        """ggml_flash_attn_ext as llama.cpp's graph builds it: q (T, H, d) float32; k, v
+        (K, Hkv, d) float16 or float32 (K: llama.cpp's KV view); mask (T, K) 0 / -inf (stored
+        F16). -> (T, H, d) float32."""
+        t, h, d = q.shape
+        kv_type = GGML_TYPE_F16 if k.dtype == np.float16 else GGML_TYPE_F32
+        qh = np.ascontiguousarray(np.asarray(q, dtype=np.float32).transpose(1, 0, 2))  # ne [d, T, H]
+        kh = np.ascontiguousarray(k.transpose(1, 0, 2))  # ne [d, K, Hkv]
+        vh = np.ascontiguousarray(v.transpose(1, 0, 2))
+        m16 = np.ascontiguousarray(mask, dtype=np.float16)
+
+        def build(ctx: int, _wctx: int) -> Tuple[int, List[Tuple[int, np.ndarray]]]:
+            qt = self._new(ctx, GGML_TYPE_F32, qh.shape)
+            kt = self._new(ctx, kv_type, kh.shape)
+            vt = self._new(ctx, kv_type, vh.shape)
+            mt = self._new(ctx, GGML_TYPE_F16, m16.shape)
+            out = self.base.ggml_flash_attn_ext(ctx, qt, kt, vt, mt, scale, 0.0, 0.0)
+            return int(out), [(qt, qh), (kt, kh), (vt, vh), (mt, m16)]
+
+        return self._run(build, (t, h, d), n_threads)
 
     def swiglu(self, gate: np.ndarray, up: np.ndarray, *, n_threads: int = 1) -> np.ndarray:
         g = np.ascontiguousarray(gate, dtype=np.float32)

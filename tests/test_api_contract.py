@@ -35,6 +35,8 @@ N_GEN = 4
 N_CTX = 64  # the programs' cparams.n_ctx / n_batch
 N_CTX_PADDED = 256  # llama.cpp pads n_ctx to a multiple of 256
 KV_TYPE = "f16"  # llama_context_default_params().type_k / type_v: GGML_TYPE_F16
+# llama_context_default_params().flash_attn_type AUTO: flash attention on (the CPU resolves
+# AUTO to ENABLED), so the Python engine runs with flash_attn=True where it stands for a C context
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is needed to build C programs")
 
@@ -100,7 +102,7 @@ def python_logits(model: Any, ids: List[int]) -> np.ndarray:
     """Last-token logits of `ids` from the Python engine, context sized like the C program."""
     from bitnet.model import Context
 
-    ctx = Context(model, n_ctx=N_CTX, n_batch=N_CTX, kv_type=KV_TYPE)
+    ctx = Context(model, n_ctx=N_CTX, n_batch=N_CTX, kv_type=KV_TYPE, flash_attn=True)
     return np.asarray(ctx.eval(ids, 0, all_logits=False)[-1], dtype=np.float32)
 
 
@@ -166,7 +168,7 @@ def test_current_api_program(tmp_path: Path, ffi_flags: str, model_path: Path, e
     assert ids == oracle.tokenize(CURRENT_PROMPT.encode(), add_bos=True, special=True)
     from bitnet.model import Context
 
-    ctx = Context(engine, n_ctx=N_CTX, n_batch=N_CTX, kv_type=KV_TYPE)
+    ctx = Context(engine, n_ctx=N_CTX, n_batch=N_CTX, kv_type=KV_TYPE, flash_attn=True)
     expected: List[int] = []
     logits = ctx.eval(ids, 0, all_logits=False)
     for _ in range(N_GEN):
@@ -188,7 +190,7 @@ def test_logits_rows(tmp_path: Path, ffi_flags: str, model_path: Path, engine: A
     from bitnet.tokenizers import load as load_tokenizer
 
     ids = load_tokenizer(model_path).tokenize(prompt, True, False)
-    ctx = Context(engine, n_ctx=N_CTX, n_batch=N_CTX, kv_type=KV_TYPE)
+    ctx = Context(engine, n_ctx=N_CTX, n_batch=N_CTX, kv_type=KV_TYPE, flash_attn=True)
     want = np.argmax(ctx.eval(ids, 0, all_logits=True), axis=1)
     assert [int(out[f"all_{i}"][0]) for i in range(len(ids))] == want.tolist()
     flagged = [i for i in range(len(ids)) if i % 2 == 0 or i == len(ids) - 1]
@@ -527,7 +529,20 @@ def test_dual_build_byte_identical_without_flash_attention(dual_builds: Dict[str
     reproduces; llama.cpp's C default AUTO runs its flash-attention kernel), the same program
     prints the same bytes on both libraries: 32 greedy tokens, their top-2 logits, batch rows,
     KV-cache edits, embeddings, detokenized text."""
-    args = ("generate", str(model_path), prompt, "32", "nofa")
+    _same_bytes(dual_builds, model_path, prompt, "nofa")
+
+
+@pytest.mark.llamacpp
+@pytest.mark.parametrize("prompt", EXACT_PROMPTS)
+def test_dual_build_byte_identical_with_flash_attention(dual_builds: Dict[str, Path],
+                                                        model_path: Path, prompt: str) -> None:
+    """llama.cpp's default context (flash_attn_type AUTO: its flash-attention kernel on the
+    CPU), the engine in that kernel's float order: the same bytes as without it."""
+    _same_bytes(dual_builds, model_path, prompt)
+
+
+def _same_bytes(dual_builds: Dict[str, Path], model_path: Path, prompt: str, *flags: str) -> None:
+    args = ("generate", str(model_path), prompt, "32", *flags)
     got = run_raw(dual_builds["bitnet"], *args, env=PEER)
     assert got == run_raw(dual_builds["llama"], *args)
     assert len(parse_lines(got)["generated"]) >= 8
@@ -542,7 +557,7 @@ def test_dual_build_embeddings_equal_python_engine(dual_builds: Dict[str, Path],
     got = parse_lines(run_raw(dual_builds["bitnet"], "generate", str(model_path),
                               DUAL_PROMPTS[1][0], "1"))
     ids = [int(t) for t in got["tokens"][1:]]
-    ctx = Context(engine, n_ctx=256, n_batch=256, kv_type=KV_TYPE)
+    ctx = Context(engine, n_ctx=256, n_batch=256, kv_type=KV_TYPE, flash_attn=True)
     ctx.eval(ids, 0, all_logits=False)
     want = np.asarray(ctx.embeddings, dtype=np.float32)[-1]
     assert np.array_equal(np.array([float(x) for x in got["embd_last"]], dtype=np.float32), want)
@@ -580,8 +595,8 @@ def test_legacy_greedy_32_tokens_equal_python_api(legacy_out: Dict[str, List[str
     """llama_eval + llama_sample_token_greedy, 32 tokens == bitnet.llama_compat.Llama greedy."""
     from bitnet.llama_compat import Llama
 
-    # the C context's KV cache is llama.cpp's default F16, spelled out here
-    llm = Llama(model_path=str(model_path), n_ctx=128, verbose=False, type_k=1, type_v=1)
+    # the C context's defaults spelled out: llama.cpp's F16 KV cache, flash attention (AUTO)
+    llm = Llama(model_path=str(model_path), n_ctx=128, verbose=False, type_k=1, type_v=1, flash_attn=True)
     ids = llm.tokenize(LEGACY_PROMPT.encode(), add_bos=True, special=False)
     assert [int(t) for t in legacy_out["tokens"][1:]] == ids
     want: List[int] = []

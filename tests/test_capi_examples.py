@@ -8,11 +8,9 @@ libllama: only -I / -L / -l differ. On SmolLM2 with the peer-exact numerics
   examples and tests/test-save-load-state.cpp print what their libllama builds print.
 
 Flash attention: llama.cpp's C default (flash_attn_type AUTO) runs its flash-attention kernel
-on the CPU, whose float order the engine does not reproduce (bitnet.numerics emulates the
-non-flash path, llama-cpp-python's default). Programs that take `-fa off` are compared with it;
-`simple` cannot, so it is compared on a prompt whose continuation no flash-attention rounding
-flips (measured: 1 of 5 prompts over 32 tokens; all 5 with flash attention off, see
-test_api_contract's dual build).
+on the CPU; the engine reproduces its float order (bitnet.numerics.flash), so `simple` (which
+cannot turn it off) prints libllama's text on every prompt. The programs that take `-fa off`
+are compared with it as well.
 
 Building common/ twice (-O0) is the cost of this module: ~3.5 min on 2 quiet cores (the
 objects are built once per session, shared by the xdist workers); marked slow.
@@ -143,15 +141,25 @@ def common_examples(tmp_path_factory: pytest.TempPathFactory, worker_id: str) ->
 # ---- simple, simple-chat ---------------------------------------------------------------------
 
 
+SIMPLE_PROMPTS = ["The capital of France is", "def fibonacci(n):", "Once upon a time",
+                  "The three primary colors are", "Water boils at"]
+
+
 def test_simple_prints_libllama_text(tmp_path: Path, model_path: Path) -> None:
+    """simple runs llama.cpp's default context (flash attention AUTO: on): 32 greedy tokens
+    of each prompt print the same bytes."""
     src = llama_cpp_source() / "examples" / "simple" / "simple.cpp"
     ours = build_program(src, tmp_path / "simple_bitnet", "bitnet")
     ref = build_program(src, tmp_path / "simple_llama", "llama")
-    args = ("-m", str(model_path), "-n", "32", "The capital of France is")
-    got = run_program(ours, *args, env=PEER).stdout
-    want = run_program(ref, *args).stdout
-    assert got == want
-    assert got.startswith(b"The capital of France is") and len(got) > 100
+    differ = []
+    for prompt in SIMPLE_PROMPTS:
+        args = ("-m", str(model_path), "-n", "32", prompt)
+        got = run_program(ours, *args, env=PEER).stdout
+        want = run_program(ref, *args).stdout
+        if got != want:
+            differ.append((prompt, got, want))
+        assert got.startswith(prompt.encode()) and len(got) > 60
+    assert not differ, f"{len(differ)}/{len(SIMPLE_PROMPTS)} prompts differ: {differ[:2]}"
 
 
 def test_simple_chat_builds_and_chats(tmp_path: Path, model_path: Path) -> None:
@@ -201,18 +209,14 @@ def test_embedding_example(common_examples: Dict[str, Dict[str, Path]], model_pa
 @pytest.mark.slow
 def test_embedding_example_with_flash_attention(common_examples: Dict[str, Dict[str, Path]],
                                                 model_path: Path) -> None:
-    """llama.cpp's default (flash attention on): the first token of each sequence is exact,
-    the others within the measured flash-attention rounding (NMSE per token: measured
-    <= 1.7e-3 on this prompt; bound 1e-2)."""
+    """llama.cpp's default (flash attention on): every token's embedding is libllama's."""
     args = ("-m", str(model_path), "-p", PROMPT3, "--pooling", "none", "--embd-output-format", "json")
     got = json.loads(run_program(common_examples["bitnet"]["embedding"], *args, env=PEER).stdout)
     want = json.loads(run_program(common_examples["llama"]["embedding"], *args).stdout)
     a = np.array([d["embedding"] for d in got["data"]])
     b = np.array([d["embedding"] for d in want["data"]])
     assert a.shape == b.shape == (10, 576)
-    nmse = np.sum((a - b) ** 2, axis=1) / np.sum(b**2, axis=1)
-    assert np.all(nmse < 1e-2), nmse
-    assert np.array_equal(a[0], b[0])
+    assert np.array_equal(a, b), [i for i in range(len(a)) if not np.array_equal(a[i], b[i])]
 
 
 @pytest.mark.slow

@@ -11,7 +11,9 @@ default; the C kernels' llama.cpp order, or numpy's PeerBackend without them), "
   bytes or equal tokens, never a tolerance): greedy continuations at 1 and 2 threads on
   SmolLM2 and the synthetic ternary models, every row of `scores` with logits_all, logprobs,
   embeddings, and seeded sampling (top_k / top_p / min_p / temperature). A representative
-  subset runs quick; the full set (>= 30 prompts x 64 tokens) is marked slow.
+  subset runs quick; the full set (>= 30 prompts x 64 tokens) is marked slow;
+- `Llama(flash_attn=True)` likewise (llama.cpp's flash-attention kernel: its one-chunk,
+  tiled and split-KV paths), at 1 and 2 threads.
 """
 
 from __future__ import annotations
@@ -305,3 +307,63 @@ def test_kv_cache_type_follows_type_k(no_numerics_env: None) -> None:
         llm.close()
     with pytest.raises(ValueError, match="type_k"):
         Llama(path, n_ctx=256, type_k=GGML_TYPE_Q8_0, verbose=False)
+
+
+# --------------------------------------------------------------------------------------
+# flash attention (Llama(flash_attn=True); the C API's default)
+
+
+def test_flash_attn_default_is_llama_cpp_pythons() -> None:
+    """Llama's flash_attn default is llama-cpp-python 0.3.36's (False: flash_attn_type
+    DISABLED; the C API's own default, AUTO, turns it on)."""
+    import inspect
+
+    llama_cpp = pytest.importorskip("llama_cpp")
+    from bitnet.llama_compat import Llama
+
+    ours = inspect.signature(Llama.__init__).parameters["flash_attn"].default
+    theirs = inspect.signature(llama_cpp.Llama.__init__).parameters["flash_attn"].default
+    assert ours is theirs is False
+
+
+def _same_scores(ours: Any, theirs: Any, tokens: List[int]) -> None:
+    """eval(tokens) from an empty cache on both: every row of `scores` the same bytes."""
+    for llm in (ours, theirs):
+        llm.reset()
+        llm.eval(tokens)
+    n = len(tokens)
+    a, b = np.asarray(ours.scores[:n]), np.asarray(theirs.scores[:n])
+    assert a.tobytes() == b.tobytes(), [i for i in range(n) if a[i].tobytes() != b[i].tobytes()]
+
+
+@pytest.mark.llamacpp
+@pytest.mark.parametrize("threads", [1, 2])
+def test_flash_attention_is_llamacpp(threads: int, no_numerics_env: None) -> None:
+    """Llama(flash_attn=True) against llama_cpp.Llama(flash_attn=True) on SmolLM2: every
+    prompt row of `scores` (logits_all) the same bytes, and 32 greedy tokens the same text."""
+    _exact_build()
+    ours, theirs = _pair(_paths()["SmolLM2"], threads, flash_attn=True, logits_all=True)
+    for prompt in PROMPTS[:3]:
+        _same_scores(ours, theirs, theirs.tokenize(prompt.encode()))
+        assert _greedy(ours, prompt, 32) == _greedy(theirs, prompt, 32), prompt
+
+
+@pytest.mark.llamacpp
+def test_flash_attention_long_context_is_llamacpp(no_numerics_env: None) -> None:
+    """A 300-token prompt (llama.cpp's tiled path: >= 64 queries) then decode steps over a
+    512-cell KV view (its split-KV path: a chunk of cells per thread, merged): the prompt's
+    rows and each step's logits the same bytes as llama-cpp-python's, at 2 threads (at one,
+    the split-KV order is the one-chunk order the test above covers)."""
+    _exact_build()
+    ours, theirs = _pair(_paths()["SmolLM2"], 2, flash_attn=True, logits_all=True)
+    text = " ".join(f"Item {i} costs {i * 7 % 13} coins." for i in range(60))
+    tokens = theirs.tokenize(text.encode())[:300]
+    _same_scores(ours, theirs, tokens)
+    token = int(np.argmax(theirs.scores[len(tokens) - 1]))
+    for step in range(6):
+        for llm in (ours, theirs):
+            llm.eval([token])
+        row = theirs.n_tokens - 1
+        a, b = np.asarray(ours.scores[row]), np.asarray(theirs.scores[row])
+        assert a.tobytes() == b.tobytes(), step
+        token = int(np.argmax(b))

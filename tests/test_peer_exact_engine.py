@@ -32,7 +32,7 @@ from bitnet import quants, runtime
 from bitnet.ggml_types import GGMLType as G
 from bitnet.model import Context
 from bitnet.numerics import EXACT_TYPES, PeerBackend, emulates_llamacpp_build
-from bitnet.ops import ROPE_NEOX, ROPE_NORMAL, QTensor, RopeParams
+from bitnet.ops import ROPE_NEOX, ROPE_NORMAL, FlashAttn, QTensor, RopeParams
 
 from .test_optimized_kernels import ALL_ISAS, call_guarded, isa_param, needs_ext
 
@@ -353,3 +353,66 @@ def test_fused_forward_matches_per_op_path_and_threads() -> None:
     base = run(1, hook=True)
     for threads, hook in ((1, False), (3, False), (3, True)):
         assert run(threads, hook) == base, (threads, hook)
+
+
+# --------------------------------------------------------------------------------------
+# flash attention (llama.cpp's C default): libggml's kernel, the C and numpy of its order
+
+# (T queries, K cells in llama.cpp's KV view, used cells): the one-chunk path (a few queries),
+# the tiled one (T >= 64), the split-KV one (one query, a view of >= 512 cells: one chunk
+# of cells per thread, so its bits depend on the thread count)
+FA_CASES = ((1, 256, 70), (5, 256, 200), (70, 256, 150), (1, 512, 300), (1, 768, 700), (3, 512, 400))
+
+
+def _fa_case(rng: np.random.Generator, t: int, k: int, used: int,
+             kv_dtype: Any) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """q, k, v, q_pos, kv_pos (two empty cells among the used ones), and the (T, K) mask."""
+    h, hkv, d = 6, 2, 64
+    q = (rng.standard_normal((t, h, d)) * 2).astype(np.float32)
+    kc = rng.standard_normal((k, hkv, d)).astype(kv_dtype)
+    vc = rng.standard_normal((k, hkv, d)).astype(kv_dtype)
+    kv_pos = np.full(k, -1, dtype=np.int64)
+    kv_pos[:used] = np.arange(used)
+    kv_pos[[3, 17]] = -1
+    q_pos = np.arange(used - t, used, dtype=np.int64)
+    mask = np.where((kv_pos[None] >= 0) & (kv_pos[None] <= q_pos[:, None]), 0.0, -np.inf).astype(np.float32)
+    return q, kc, vc, q_pos, kv_pos, mask
+
+
+@pytest.mark.llamacpp
+@pytest.mark.parametrize("kv_dtype", [np.float16, np.float32], ids=["f16", "f32"])
+def test_flash_attention_is_libggml(isa: str, oracle: Any, kv_dtype: Any) -> None:
+    """ggml_flash_attn_ext on llama.cpp's CPU backend at 1, 2 and 3 threads against the C
+    (bn_flash_attention) told the same thread count and KV view: the same bytes on every
+    path, F16 and F32 caches."""
+    rng = np.random.default_rng(11)
+    c = opt.OptimizedBackend(activation_quant="peer", n_threads=2)
+    for t, k, used in FA_CASES:
+        q, kc, vc, q_pos, kv_pos, mask = _fa_case(rng, t, k, used, kv_dtype)
+        for nth in (1, 2, 3):
+            want = oracle.flash_attn_ext(q, kc, vc, mask, 0.125, n_threads=nth).reshape(t, -1)
+            got = c.attention(q, kc, vc, q_pos, kv_pos, 0.125, flash=FlashAttn(n_threads=nth, n_view=k))
+            assert got.tobytes() == want.tobytes(), (t, k, used, nth)
+
+
+@needs_ext
+def test_flash_attention_equals_numpy(isa: str) -> None:
+    """The C flash attention against `bitnet.numerics.flash` (numpy), same bytes on every path
+    and thread count; the split-KV path at one thread is the one-chunk order, and its
+    thread count changes bits (so llama.cpp's must be followed)."""
+    rng = np.random.default_rng(12)
+    c, ref = opt.OptimizedBackend(activation_quant="peer", n_threads=3), PeerBackend()
+    for t, k, used in FA_CASES:
+        case = _fa_case(rng, t, k, used, np.float16)[:5]
+        outs = []
+        for nth in (1, 2, 3):
+            fa = FlashAttn(n_threads=nth, n_view=k)
+            got = c.attention(*case, 0.125, flash=fa)
+            assert got.tobytes() == ref.attention(*case, 0.125, flash=fa).tobytes(), (t, k, used, nth)
+            outs.append(got.tobytes())
+        if t == 1 and k >= 512:
+            # numpy's one-chunk order over the same cells (a view < 512 picks it)
+            chunk = ref.attention(*case, 0.125, flash=FlashAttn(n_threads=1, n_view=256)).tobytes()
+            assert outs[0] == chunk and len(set(outs)) > 1, (k, used)
+        else:
+            assert len(set(outs)) == 1, (t, k)

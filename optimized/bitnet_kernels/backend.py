@@ -28,7 +28,7 @@ import numpy as np
 
 import bitnet_kernels as _k
 from bitnet.ggml_types import GGML_TYPES, GGMLType, tensor_nbytes
-from bitnet.ops import ROPE_NEOX, ROPE_NORMAL, NumpyBackend, QTensor, RopeParams, rope_cos_sin
+from bitnet.ops import ROPE_NEOX, ROPE_NORMAL, FlashAttn, NumpyBackend, QTensor, RopeParams, rope_cos_sin
 from bitnet_kernels.fused import FusedForward
 
 T = GGMLType
@@ -248,9 +248,12 @@ class OptimizedBackend(NumpyBackend):
         q_pos: np.ndarray,
         kv_pos: np.ndarray,
         scale: float,
+        flash: Optional[FlashAttn] = None,
     ) -> np.ndarray:
         """Causal GQA over the KV cache in C (bn_attention), semantics of
-        `NumpyBackend.attention`. q: (T, H, d); k, v: (K, Hkv, d) f32 or f16 -> (T, H*d)."""
+        `NumpyBackend.attention`. q: (T, H, d); k, v: (K, Hkv, d) f32 or f16 -> (T, H*d).
+        flash (peer numerics): llama.cpp's flash-attention kernel (bn_flash_attention), the
+        bits of `bitnet.numerics.flash`; the float path ignores it."""
         t, h, d = q.shape
         if (
             k.dtype != v.dtype
@@ -269,20 +272,25 @@ class OptimizedBackend(NumpyBackend):
         if qp.shape != (t,) or kp.shape != (k.shape[0],):
             raise ValueError(f"attention: q_pos {qp.shape} must be ({t},), kv_pos {kp.shape} ({k.shape[0]},)")
         y = np.empty((t, h * d), dtype=np.float32)
-        rc = _k._lib.bn_attention(
-            _ptr("float[]", q32), _ptr("uint8_t[]", kc), _ptr("uint8_t[]", vc), int(k.dtype == np.float16),
-            t, h, k.shape[1], d, k.shape[0], _ptr("int64_t[]", qp), _ptr("int64_t[]", kp), float(scale),
-            int(self.peer), _ptr("float[]", y), self._threads(t * h * k.shape[0] * d, t),
-        )
+        args = (_ptr("float[]", q32), _ptr("uint8_t[]", kc), _ptr("uint8_t[]", vc),
+                int(k.dtype == np.float16), t, h, k.shape[1], d, k.shape[0], _ptr("int64_t[]", qp),
+                _ptr("int64_t[]", kp), float(scale))
+        threads = self._threads(t * h * k.shape[0] * d, t)
+        if flash is not None and self.peer:
+            rc = _k._lib.bn_flash_attention(*args, max(flash.n_view, k.shape[0]), flash.n_threads,
+                                            _ptr("float[]", y), threads)
+        else:
+            rc = _k._lib.bn_attention(*args, int(self.peer), _ptr("float[]", y), threads)
         _check(rc, "attention")
         return y
 
     def forward_layers(self, hp: Any, w: Any, cache: Any, x: np.ndarray, positions: np.ndarray,
                        kv_pos: np.ndarray, rope: RopeParams, kq_scale: float,
-                       n_out: int) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+                       n_out: int,
+                       flash: Optional[FlashAttn] = None) -> Optional[Tuple[np.ndarray, np.ndarray]]:
         """All layers in one C call (`bitnet.ops.Backend.forward_layers`); same kernels as the
         per-op path, so the same bits. A subclass that overrides an op must override this
         to return None (the C would bypass its override)."""
         _k._sync_isa()
         return self._fused.run(hp, w, cache, x, positions, kv_pos, rope, kq_scale, n_out,
-                               self.n_threads_batch if x.shape[0] > 1 else self.n_threads)
+                               self.n_threads_batch if x.shape[0] > 1 else self.n_threads, flash)

@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from bitnet.ops import ROPE_NEOX, ROPE_NORMAL, QTensor, RopeParams, rope_cos_sin
+from bitnet.ops import ROPE_NEOX, ROPE_NORMAL, FlashAttn, QTensor, RopeParams, rope_cos_sin
 
 
 def _f32(x: Any) -> np.ndarray:
@@ -31,9 +31,10 @@ class FusedForward:
         self._models: Dict[int, Tuple[Any, Any]] = {}
 
     def run(self, hp: Any, w: Any, cache: Any, x: np.ndarray, positions: np.ndarray, kv_pos: np.ndarray,
-            rope: RopeParams, kq_scale: float, n_out: int,
-            n_threads: int) -> Optional[Tuple[np.ndarray, np.ndarray]]:
-        """(out, state) as `bitnet.ops.Backend.forward_layers`, or None when not fusable."""
+            rope: RopeParams, kq_scale: float, n_out: int, n_threads: int,
+            flash: Optional[FlashAttn] = None) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+        """(out, state) as `bitnet.ops.Backend.forward_layers`, or None when not fusable.
+        n_threads: the C pool; flash: llama.cpp's flash-attention kernel (peer numerics)."""
         model = self._model(hp, w)
         if model is None or rope.mode not in (ROPE_NORMAL, ROPE_NEOX) or rope.n_dims != hp.n_rot:
             return None
@@ -50,6 +51,9 @@ class FusedForward:
         m, keep = model
         m.kq_scale = float(kq_scale)
         m.rope_mode = rope.mode
+        m.flash_attn = int(flash is not None)
+        m.fa_threads = flash.n_threads if flash is not None else 0
+        m.fa_view = max(flash.n_view, kv_pos.size) if flash is not None else 0
         local: List[Any] = []
         self._set_rope(m.rope, rope, local)
         xs = np.array(x, dtype=np.float32, order="C", copy=True)  # (T, D): the state on return

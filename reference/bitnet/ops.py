@@ -17,8 +17,8 @@ cached per tensor) and multiplied in float32. With `activation_quant="peer"` the
 activations are rounded the way llama.cpp's integer kernels see them (Q8_K blocks for
 TQ1_0/TQ2_0, and for I2_S, which gets TQ2_0's treatment; Q8_0 blocks for the 32-blocked
 types, float16 for F16): the products are then what those kernels compute, up to float
-summation order (`bitnet.numerics.PeerBackend` has llama.cpp's order too). Left out: flash
-attention, SWA, ALiBi, M-RoPE, LoRA.
+summation order (`bitnet.numerics.PeerBackend` has llama.cpp's order too, flash attention's
+included). Left out: SWA, ALiBi, M-RoPE, LoRA.
 """
 
 from __future__ import annotations
@@ -63,6 +63,27 @@ class RopeParams:
     beta_slow: float = 1.0
     # (n_dims/2,) per-pair frequency divisors (llama 3's `rope_freqs`), or None
     freq_factors: Optional[np.ndarray] = field(default=None, compare=False)
+
+
+KV_VIEW_PAD = 256  # llama_kv_cache::get_n_kv pads the used cells to a multiple of this
+
+
+@dataclass(frozen=True)
+class FlashAttn:
+    """Attention by llama.cpp's flash-attention kernel (ggml_flash_attn_ext) for one ubatch,
+    with what its float order depends on (`bitnet.numerics.flash`): n_threads, llama.cpp's
+    thread count for the op (n_threads for one token); n_view, the length of its KV view
+    (the used cells padded to 256, at most the cache size)."""
+
+    n_threads: int = 1
+    n_view: int = KV_VIEW_PAD
+
+
+def kv_view(n_used: int, n_cells: int) -> int:
+    """llama_kv_cache::get_n_kv: the cells its attention views, min(cells, max(256, the used
+    cells rounded up to 256))."""
+    padded = -(-n_used // KV_VIEW_PAD) * KV_VIEW_PAD
+    return min(n_cells, max(KV_VIEW_PAD, padded))
 
 
 def dequantize(w: QTensor) -> np.ndarray:
@@ -146,8 +167,10 @@ class Backend(Protocol):
         q_pos: np.ndarray,
         kv_pos: np.ndarray,
         scale: float,
+        flash: Optional[FlashAttn] = None,
     ) -> np.ndarray:
-        """Causal GQA. q: (T, H, d); k, v: (K, Hkv, d); q_pos: (T,); kv_pos: (K,) -> (T, H*d)."""
+        """Causal GQA. q: (T, H, d); k, v: (K, Hkv, d); q_pos: (T,); kv_pos: (K,) -> (T, H*d).
+        flash: computed as llama.cpp's flash-attention kernel (None: without it)."""
         ...
 
     def swiglu(self, gate: np.ndarray, up: np.ndarray) -> np.ndarray:
@@ -164,7 +187,8 @@ class Backend(Protocol):
 
     def forward_layers(self, hp: Any, w: Any, cache: Any, x: np.ndarray, positions: np.ndarray,
                        kv_pos: np.ndarray, rope: RopeParams, kq_scale: float,
-                       n_out: int) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+                       n_out: int,
+                       flash: Optional[FlashAttn] = None) -> Optional[Tuple[np.ndarray, np.ndarray]]:
         """Optional: every layer of `bitnet.model.graphs.forward` in one call, with the same
         results as the per-op loop. x: (T, D) embeddings; kv_pos: (K,) the cells' positions
         attention sees (this batch included); the batch's keys and values go into `cache`.
@@ -172,7 +196,7 @@ class Backend(Protocol):
         llama.cpp computes only its outputs there). Returns (out, state): out (n_out, D) the
         output rows' residual stream after the last layer; state (T, D) the last layer's FFN
         input of every row when n_out < T, else the final residual of every row. None: not
-        handled, the graph runs op by op."""
+        handled, the graph runs op by op. flash: attention as in `attention`."""
         ...
 
 
@@ -258,8 +282,10 @@ class NumpyBackend:
         q_pos: np.ndarray,
         kv_pos: np.ndarray,
         scale: float,
+        flash: Optional[FlashAttn] = None,
     ) -> np.ndarray:
-        """llama.cpp build_attn_mha without flash attention.
+        """llama.cpp build_attn_mha without flash attention (`flash` changes only the float
+        order, which this float reference does not follow).
 
         q: (T, H, d); k: (K, Hkv, d); v: (K, Hkv, d); q_pos: (T,); kv_pos: (K,) (-1 = empty
         cell) -> (T, H*d). Query head h reads key/value head h // (H/Hkv) (ggml_mul_mat
@@ -301,7 +327,8 @@ class NumpyBackend:
 
     def forward_layers(self, hp: Any, w: Any, cache: Any, x: np.ndarray, positions: np.ndarray,
                        kv_pos: np.ndarray, rope: RopeParams, kq_scale: float,
-                       n_out: int) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+                       n_out: int,
+                       flash: Optional[FlashAttn] = None) -> Optional[Tuple[np.ndarray, np.ndarray]]:
         """No fused forward here: the graph runs op by op."""
         return None
 

@@ -20,6 +20,13 @@ int bn_attention(const float *q, const void *k, const void *v, int kv_f16, int64
                  int64_t Hkv, int64_t d, int64_t K, const int64_t *q_pos, const int64_t *kv_pos,
                  float scale, int peer, float *out, int n_threads);
 
+/* bn_attention with llama.cpp's flash-attention kernel, in its order (bn_peer_fattn.c):
+ * n_view is llama.cpp's KV view length (its 256-padded n_kv) and fa_threads its thread count
+ * for the op; both pick the split-KV order of one query over >= 512 cells. */
+int bn_flash_attention(const float *q, const void *k, const void *v, int kv_f16, int64_t T, int64_t H,
+                       int64_t Hkv, int64_t d, int64_t K, const int64_t *q_pos, const int64_t *kv_pos,
+                       float scale, int64_t n_view, int fa_threads, float *out, int n_threads);
+
 /* one matmul of a layer: y = (x @ w^T) * scale (scale 0: none) + bias (NULL: none) */
 typedef struct {
     int type;
@@ -44,6 +51,9 @@ typedef struct bn_model_s {
     int mode;           /* 0: the float path; 1: llama.cpp's order (bn_peer_forward.c) */
     const bn_layer *layers;
     bn_rope_params rope; /* mode 1: RoPE as ggml_rope_ext (n_dims, mode = rope_dims, rope_mode) */
+    int flash_attn;     /* mode 1: attention by llama.cpp's flash-attention kernel (set per call) */
+    int fa_threads;     /* flash_attn: llama.cpp's thread count for the ubatch (split-KV order) */
+    int64_t fa_view;    /* flash_attn: llama.cpp's KV view length, its 256-padded n_kv */
 } bn_model;
 
 /* All layers of graphs.forward over one batch: x (T, n_embd) holds the embeddings on entry.

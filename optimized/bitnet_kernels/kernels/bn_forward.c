@@ -135,13 +135,15 @@ typedef struct {
     float *out;
     attn_dot_fn dot;
     attn_axpy_fn axpy;
+    int flash, fa_threads; /* peer: llama.cpp's flash-attention kernel (bn_peer_fattn.c) */
+    int64_t n_view;
 } attn_args;
 
 /* query (t, h) with its q row qr (roped): s is bn_peer_attn_scratch(K, d) floats */
 static void attn_one_q(const attn_args *a, int64_t t, int64_t h, const float *qr, float *s) {
     if (a->peer) {
         const bn_peer_attn pa = {a->k, a->v, a->kv_f16, a->T, a->H, a->Hkv, a->d, a->K, a->q_pos, a->kv_pos,
-                                 a->scale, a->out};
+                                 a->scale, a->out, a->flash, a->fa_threads, a->n_view};
         bn_peer_attn_one(&pa, t, h, qr, s);
         return;
     }
@@ -189,20 +191,35 @@ static int attn_shape_ok(int64_t T, int64_t H, int64_t Hkv, int64_t d, int64_t K
     return T >= 0 && H > 0 && Hkv > 0 && H % Hkv == 0 && d > 0 && K >= 0;
 }
 
-int bn_attention(const float *q, const void *k, const void *v, int kv_f16, int64_t T, int64_t H,
-                 int64_t Hkv, int64_t d, int64_t K, const int64_t *q_pos, const int64_t *kv_pos,
-                 float scale, int peer, float *out, int n_threads) {
-    if (!attn_shape_ok(T, H, Hkv, d, K)) return -2;
+static int attn_run(const attn_args *a, int n_threads) {
     attn_task_ctx c;
     memset(&c, 0, sizeof(c));
-    c.a = (attn_args){q, (const uint8_t *)k, (const uint8_t *)v, kv_f16 != 0, peer != 0, T, H, Hkv,
-                      d, K, q_pos, kv_pos, scale, out, NULL, NULL};
+    c.a = *a;
     pick_attn(&c.a.dot, &c.a.axpy);
+    const int64_t T = a->T, H = a->H;
     if (T == 0) return 0;
     if (n_threads < 1) n_threads = 1;
     if (n_threads > T * H) n_threads = (int)(T * H);
     bn_parallel(attn_task, &c, n_threads);
     return c.failed ? -3 : 0;
+}
+
+int bn_attention(const float *q, const void *k, const void *v, int kv_f16, int64_t T, int64_t H,
+                 int64_t Hkv, int64_t d, int64_t K, const int64_t *q_pos, const int64_t *kv_pos,
+                 float scale, int peer, float *out, int n_threads) {
+    if (!attn_shape_ok(T, H, Hkv, d, K)) return -2;
+    const attn_args a = {q, (const uint8_t *)k, (const uint8_t *)v, kv_f16 != 0, peer != 0, T, H, Hkv,
+                         d, K, q_pos, kv_pos, scale, out, NULL, NULL, 0, 0, 0};
+    return attn_run(&a, n_threads);
+}
+
+int bn_flash_attention(const float *q, const void *k, const void *v, int kv_f16, int64_t T, int64_t H,
+                       int64_t Hkv, int64_t d, int64_t K, const int64_t *q_pos, const int64_t *kv_pos,
+                       float scale, int64_t n_view, int fa_threads, float *out, int n_threads) {
+    if (!attn_shape_ok(T, H, Hkv, d, K) || n_view < K) return -2;
+    const attn_args a = {q, (const uint8_t *)k, (const uint8_t *)v, kv_f16 != 0, 1, T, H, Hkv,
+                         d, K, q_pos, kv_pos, scale, out, NULL, NULL, 1, fa_threads, n_view};
+    return attn_run(&a, n_threads);
 }
 
 /* ================================================================================= */
@@ -327,7 +344,7 @@ static void fwd_task(void *vctx, int ith, int nth) {
         {
             const attn_args a = {c->q, c->k_cache + lay, c->v_cache + lay, c->kv_f16, 0,
                                  T, H, Hkv, hd, c->n_kv, c->positions, c->kv_pos, m->kq_scale, c->attn,
-                                 c->dot, c->axpy};
+                                 c->dot, c->axpy, 0, 0, 0};
             int64_t p0, p1;
             if (T == 1) { /* the query heads of this thread's kv heads: their cells are ours */
                 p0 = g0 * group;

@@ -44,6 +44,52 @@ static inline BN_TARGET_AVX2 float bn_hsum8_avx2(__m256 x) {
 }
 #endif
 
+/* ---- attention's element access and dots (bn_peer_forward.c, bn_peer_fattn.c) ------------ */
+static inline float round_f16(float x) { return bn_fp16_to_fp32(bn_fp32_to_fp16(x)); }
+
+static inline float f32_at(const void *row, int64_t i) {
+    float v;
+    memcpy(&v, (const uint8_t *)row + 4 * i, 4);
+    return v;
+}
+
+static inline float kv_at(const uint8_t *row, int f16, int64_t i) {
+    if (f16) {
+        bn_half h;
+        memcpy(&h, row + 2 * i, 2);
+        return bn_fp16_to_fp32(h);
+    }
+    float f;
+    memcpy(&f, row + 4 * i, 4);
+    return f;
+}
+
+/* one dot of length n in tinyBLAS (16 lanes) or ggml_vec_dot (4 x 16 per 64) order; the
+ * F16 vec_dot adds its tail in double, the F32 one by fma in float */
+static inline __attribute__((always_inline)) float peer_dot(const float *q, const uint8_t *kr, int f16, int64_t n,
+                                                            int tiny) {
+    if (tiny) {
+        float l16[16] = {0};
+        for (int64_t c = 0; c < n; c += 16)
+            for (int l = 0; l < 16; l++) l16[l] = fmaf(q[c + l], kv_at(kr, f16, c + l), l16[l]);
+        return bn_reduce16(l16);
+    }
+    const int64_t np = n - n % 64;
+    float r4[4][16], x[16];
+    memset(r4, 0, sizeof(r4));
+    for (int64_t st = 0; st < np; st += 64)
+        for (int r = 0; r < 4; r++)
+            for (int l = 0; l < 16; l++) r4[r][l] = fmaf(q[st + 16 * r + l], kv_at(kr, f16, st + 16 * r + l), r4[r][l]);
+    for (int l = 0; l < 16; l++) x[l] = (r4[0][l] + r4[2][l]) + (r4[1][l] + r4[3][l]);
+    const float red = bn_reduce16(x);
+    if (f16) {
+        double total = (double)red;
+        for (int64_t i = np; i < n; i++) total += (double)(q[i] * kv_at(kr, 1, i));
+        return (float)total;
+    }
+    return bn_f32_dot_tail(red, q, f32_at, kr, np, n);
+}
+
 /* one row of ggml_v_expf / the softmax core / the SwiGLU row on the picked variant */
 void bn_peer_softmax_row(const float *x, float *y, int64_t K);
 void bn_peer_swiglu_row(const float *g, const float *u, float *y, int64_t F);
@@ -134,10 +180,15 @@ typedef struct {
     const int64_t *q_pos, *kv_pos;
     float scale;
     float *out;             /* (T, H*d) */
+    int flash;              /* 1: llama.cpp's flash-attention kernel (bn_peer_fattn.c) */
+    int fa_threads;         /* flash: llama.cpp's thread count for the op (split-KV chunks) */
+    int64_t n_view;         /* flash: llama.cpp's KV view length (its 256-padded n_kv) */
 } bn_peer_attn;
 
 int64_t bn_peer_attn_scratch(int64_t K, int64_t d);
+/* query (t, h) with its roped q row qr; scratch: bn_peer_attn_scratch(K, d) floats */
 void bn_peer_attn_one(const bn_peer_attn *a, int64_t t, int64_t h, const float *qr, float *scratch);
+void bn_peer_fattn_one(const bn_peer_attn *a, int64_t t, int64_t h, const float *qr, float *scratch);
 
 struct bn_model_s;
 int bn_peer_forward(const struct bn_model_s *m, float *x, int64_t T, const int64_t *positions, void *k_cache,

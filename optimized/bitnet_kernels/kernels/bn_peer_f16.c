@@ -7,12 +7,6 @@
 #include "bn_peer.h"
 #include "bn_api.h"
 
-static float f32_at(const void *row, int64_t i) {
-    float v;
-    memcpy(&v, (const uint8_t *)row + 4 * i, 4);
-    return v;
-}
-
 static inline float h2f(const uint8_t *p) {
     bn_half h;
     memcpy(&h, p, 2);

@@ -3,7 +3,8 @@
  * The graph is llama.cpp's llama / bitnet graph (src/models/llama.cpp, bitnet.cpp) evaluated the way its CPU
  * backend does for one ubatch of T tokens: every matmul through bn_peer_mm (the kernel order
  * llama.cpp picks for that matmul's row count), RMSNorm / RoPE / softmax / SwiGLU through
- * bn_peer_ops.c, and attention without flash attention:
+ * bn_peer_ops.c, and attention with llama.cpp's flash-attention kernel (bn_peer_fattn.c, when
+ * bn_model.flash_attn is set) or without it:
  *   kq = K . q  (F16 cache: q rounded to f16; tinyBLAS for T >= 2 and d % 16 == 0, else
  *               ggml_vec_dot_f16; F32 cache: q is a permuted view, so ggml_vec_dot_f32)
  *   p  = softmax(kq * scale + mask) over the 64-padded row (llama.cpp pads its KV view to
@@ -31,51 +32,6 @@
 static int64_t pad64(int64_t k) { return (k + 63) / 64 * 64; }
 
 int64_t bn_peer_attn_scratch(int64_t K, int64_t d) { return pad64(K) + 65 * d + 16; }
-
-static inline float round_f16(float x) { return bn_fp16_to_fp32(bn_fp32_to_fp16(x)); }
-
-static float f32_at(const void *row, int64_t i) {
-    float v;
-    memcpy(&v, (const uint8_t *)row + 4 * i, 4);
-    return v;
-}
-
-static inline float kv_at(const uint8_t *row, int f16, int64_t i) {
-    if (f16) {
-        bn_half h;
-        memcpy(&h, row + 2 * i, 2);
-        return bn_fp16_to_fp32(h);
-    }
-    float f;
-    memcpy(&f, row + 4 * i, 4);
-    return f;
-}
-
-/* one dot of length n in tinyBLAS (16 lanes) or ggml_vec_dot (4 x 16 per 64) order; the
- * F16 vec_dot adds its tail in double, the F32 one by fma in float */
-static inline __attribute__((always_inline)) float peer_dot(const float *q, const uint8_t *kr, int f16, int64_t n,
-                                                            int tiny) {
-    if (tiny) {
-        float l16[16] = {0};
-        for (int64_t c = 0; c < n; c += 16)
-            for (int l = 0; l < 16; l++) l16[l] = fmaf(q[c + l], kv_at(kr, f16, c + l), l16[l]);
-        return bn_reduce16(l16);
-    }
-    const int64_t np = n - n % 64;
-    float r4[4][16], x[16];
-    memset(r4, 0, sizeof(r4));
-    for (int64_t st = 0; st < np; st += 64)
-        for (int r = 0; r < 4; r++)
-            for (int l = 0; l < 16; l++) r4[r][l] = fmaf(q[st + 16 * r + l], kv_at(kr, f16, st + 16 * r + l), r4[r][l]);
-    for (int l = 0; l < 16; l++) x[l] = (r4[0][l] + r4[2][l]) + (r4[1][l] + r4[3][l]);
-    const float red = bn_reduce16(x);
-    if (f16) {
-        double total = (double)red;
-        for (int64_t i = np; i < n; i++) total += (double)(q[i] * kv_at(kr, 1, i));
-        return (float)total;
-    }
-    return bn_f32_dot_tail(red, q, f32_at, kr, np, n);
-}
 
 static inline __attribute__((always_inline)) void axpy_generic(float *al, float p, const uint8_t *vr, int f16, int64_t d) {
     for (int64_t j = 0; j < d; j++) al[j] = fmaf(p, kv_at(vr, f16, j), al[j]);
@@ -209,8 +165,11 @@ static BN_TARGET_AVX512 void attn_avx512(const bn_peer_attn *a, int64_t t, int64
 }
 #endif
 
-/* query (t, h) with its roped q row qr; scratch: bn_peer_attn_scratch(K, d) floats */
 void bn_peer_attn_one(const bn_peer_attn *a, int64_t t, int64_t h, const float *qr, float *scratch) {
+    if (a->flash) {
+        bn_peer_fattn_one(a, t, h, qr, scratch);
+        return;
+    }
     switch (bn_pick(K_ATTENTION)) {
 #if BN_X86
     case BN_ISA_AVX512: attn_avx512(a, t, h, qr, scratch); return;
@@ -377,7 +336,8 @@ static void attention(pfwd *c, int il, const pbufs *b, int ith, int nth) {
         p1 = p0 + chunk < T * H ? p0 + chunk : T * H;
     }
     const bn_peer_attn a = {c->k_cache + lay, c->v_cache + lay, c->kv_f16, T, H, Hkv, hd, c->n_kv,
-                            c->positions, c->kv_pos, m->kq_scale, c->attn};
+                            c->positions, c->kv_pos, m->kq_scale, c->attn, m->flash_attn, m->fa_threads,
+                            m->fa_view};
     float *qr = b->scratch + bn_peer_attn_scratch(c->n_kv, hd);
     for (int64_t p = p0; p < p1; p++) {
         const int64_t t = p / H, h = p % H;

@@ -19,9 +19,12 @@ default None: $BITNET_NUMERICS or the runtime's default) picks "llama.cpp" (llam
 order), "float" or "reference" (the numpy kernels).
 
 Accepted without effect (no GPU, no LoRA, no NUMA here): n_gpu_layers, split_mode, main_gpu,
-tensor_split, use_mmap (the file is always mmapped), use_mlock, n_ubatch, n_threads,
-n_threads_batch, offload_kqv, flash_attn, op_offload, swa_full, no_perf, numa, rope/yarn
-overrides, attention_type, kv_overrides, spm_infill-only infill tokens. `type_k`: the KV
+tensor_split, use_mmap (the file is always mmapped), use_mlock, n_ubatch, offload_kqv,
+op_offload, swa_full, no_perf, numa, rope/yarn overrides, attention_type, kv_overrides,
+spm_infill-only infill tokens. `flash_attn=True` (default False, as llama-cpp-python's)
+computes attention in the float order of llama.cpp's flash-attention kernel, whose split-KV
+path (one token over >= 512 cells) depends on `n_threads` (llama.cpp's thread count, not the
+kernels' pool). `type_k`: the KV
 cache's type, GGML_TYPE_F16 (1, llama.cpp's default when None) or GGML_TYPE_F32 (0); the
 quantized caches llama.cpp offers with flash attention raise ValueError. A `lora_path` raises
 NotImplementedError.
@@ -336,7 +339,9 @@ class Llama:
         ctx: Any = VocabOnlyContext()
         if engine is not None:
             ctx = bitnet.model.Context(engine, n_ctx=self._n_ctx_padded, n_batch=max(self.n_batch, 1),
-                                       kv_type="f32" if type_k == GGML_TYPE_F32 else "f16")
+                                       kv_type="f32" if type_k == GGML_TYPE_F32 else "f16",
+                                       flash_attn=bool(self.context_params.flash_attn),
+                                       n_threads=self.n_threads, n_threads_batch=self.n_threads_batch)
         self._ctx = LlamaContext(ctx)
         self._stack.callback(self._ctx.close)
 

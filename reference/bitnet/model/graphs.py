@@ -14,13 +14,13 @@ attention logit soft-capping, sliding windows.
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 
 from bitnet.model.hparams import HParams
 from bitnet.model.weights import LayerWeights, Linear, ModelWeights
-from bitnet.ops import Backend, RopeParams
+from bitnet.ops import Backend, FlashAttn, RopeParams, kv_view
 
 
 class KVCache:
@@ -95,6 +95,8 @@ def forward(
     positions: np.ndarray,
     layer_hook: Optional[Callable[[int, np.ndarray], None]] = None,
     n_out: Optional[int] = None,
+    flash_attn: bool = False,
+    n_threads: int = 1,
 ) -> Tuple[np.ndarray, Optional[np.ndarray]]:
     """Run the layers over one batch (one llama.cpp ubatch).
 
@@ -106,6 +108,8 @@ def forward(
     layer_hook(il, x) sees each layer's output residual stream ((n_out, D) for the last
     layer), for per-layer diffs; without a hook, a backend's fused `forward_layers` (the C
     backend) runs all layers in one call, with the same kernels and results as this loop.
+    flash_attn: attention as llama.cpp's flash-attention kernel, whose split-KV path (one
+    token) depends on n_threads, llama.cpp's thread count for this ubatch.
     """
     t = len(tokens)
     n_out = t if n_out is None else int(n_out)
@@ -120,17 +124,21 @@ def forward(
     n_kv = max(cache.n_used, int(positions.max()) + 1)  # cells that can be visible
     kv_pos = cache.pos[:n_kv].copy()  # (K,)
     kv_pos[positions] = positions
+    flash: Optional[FlashAttn] = None
+    if flash_attn:  # llama_kv_cache::get_n_kv: its view of the cells, 256-padded
+        flash = FlashAttn(n_threads=max(1, int(n_threads)), n_view=kv_view(n_kv, cache.n_ctx))
+    fa = {} if flash is None else {"flash": flash}  # backends without flash attention keep working
 
     x = ops.get_rows(w.tok_embd, tokens)  # (T, D)
     fuse = ops.forward_layers if layer_hook is None else None
-    fused = fuse(hp, w, cache, x, positions, kv_pos, rope, kq_scale, n_out) if fuse is not None else None
+    fused = None if fuse is None else fuse(hp, w, cache, x, positions, kv_pos, rope, kq_scale, n_out, **fa)
     if fused is not None:
         cache.mark(positions)
         out, state = fused
         return ops.rms_norm(out, w.output_norm, hp.rms_eps), (state if n_out < t else None)
     ffn_input: Optional[np.ndarray] = None
     for il, lw in enumerate(w.layers):
-        x = _attention_block(ops, hp, lw, cache, il, x, positions, kv_pos, rope, kq_scale)
+        x = _attention_block(ops, hp, lw, cache, il, x, positions, kv_pos, rope, kq_scale, fa)
         if il == len(w.layers) - 1 and n_out < t:
             ffn_input, x = x, x[t - n_out :]  # llama.cpp's get_rows(inp_out_ids)
         x = _ffn_block(ops, hp, lw, x)
@@ -149,8 +157,9 @@ def finish_rows(ops: Backend, hp: HParams, w: ModelWeights, ffn_input: np.ndarra
 
 def _attention_block(ops: Backend, hp: HParams, lw: LayerWeights, cache: KVCache, il: int,
                      x: np.ndarray, positions: np.ndarray, kv_pos: np.ndarray, rope: RopeParams,
-                     kq_scale: float) -> np.ndarray:
-    """x + self-attention(x) of layer il; the batch's keys and values go into the cache."""
+                     kq_scale: float, fa: Dict[str, FlashAttn]) -> np.ndarray:
+    """x + self-attention(x) of layer il; the batch's keys and values go into the cache.
+    fa: {} or {"flash": FlashAttn} (the attention keyword)."""
     t = x.shape[0]
     hd = hp.n_embd_head_k
     h = ops.rms_norm(x, lw.attn_norm, hp.rms_eps)  # (T, D)
@@ -161,7 +170,8 @@ def _attention_block(ops: Backend, hp: HParams, lw: LayerWeights, cache: KVCache
     k = ops.rope(k, positions, rope)
     cache.store(il, positions, k, v)
     n_kv = kv_pos.size
-    attn = ops.attention(q, cache.k[il, :n_kv], cache.v[il, :n_kv], positions, kv_pos, kq_scale)  # (T, H*d)
+    # (T, H*d)
+    attn = ops.attention(q, cache.k[il, :n_kv], cache.v[il, :n_kv], positions, kv_pos, kq_scale, **fa)
     if hp.arch in ("bitnet", "bitnet-b1.58"):
         attn = ops.rms_norm(attn, lw.attn_sub_norm, hp.rms_eps)  # (T, H*d)
     return x + linear(ops, lw.wo, attn)  # (T, D)

@@ -80,10 +80,15 @@ class Context:
     kv_type: "f32" (exact) or "f16" (llama.cpp's default cache type); by default "f16" when
     the model's backend rounds activations like the peers (activation_quant="peer"), else
     "f32".
+    flash_attn: attention as llama.cpp's flash-attention kernel (its context's
+    flash_attn_type ENABLED, or AUTO on CPU); its float order for one token over >= 512
+    cells depends on llama.cpp's thread count: n_threads for one token, n_threads_batch for
+    more (attributes; change them as llama_set_n_threads does).
     """
 
     def __init__(self, model: Model, *, n_ctx: int = 512, n_batch: int = 512,
-                 kv_type: Optional[str] = None) -> None:
+                 kv_type: Optional[str] = None, flash_attn: bool = False, n_threads: int = 1,
+                 n_threads_batch: int = 1) -> None:
         if n_ctx <= 0 or n_batch <= 0:
             raise ValueError(f"n_ctx={n_ctx} and n_batch={n_batch} must be positive")
         if kv_type is None:
@@ -95,6 +100,8 @@ class Context:
         self.n_ctx = n_ctx
         self.n_batch = n_batch
         self.cache = KVCache(model.hparams, n_ctx, KV_DTYPES[kv_type])
+        self.flash_attn = bool(flash_attn)
+        self.n_threads, self.n_threads_batch = int(n_threads), int(n_threads_batch)
         self.logits: Optional[np.ndarray] = None  # (n_out, V) of the last eval
         # per batch of the last eval: (hidden (n_out, D) after output_norm, the last layer's
         # FFN input (T, D) when not every row was an output)
@@ -160,7 +167,9 @@ class Context:
             positions = np.arange(start + b0, start + b0 + chunk.size, dtype=np.int64)
             last = b0 + self.n_batch >= ids.size
             n_out = chunk.size if all_logits else int(last)  # llama.cpp's output rows
-            hidden, rest = forward(ops, hp, w, self.cache, chunk, positions, self.layer_hook, n_out)
+            hidden, rest = forward(ops, hp, w, self.cache, chunk, positions, self.layer_hook, n_out,
+                                   flash_attn=self.flash_attn,
+                                   n_threads=self.n_threads if chunk.size == 1 else self.n_threads_batch)
             self._batches.append((hidden, rest))
             if n_out:
                 logit_parts.append(output_logits(ops, w, hidden))  # (n_out, V)

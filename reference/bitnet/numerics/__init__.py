@@ -10,6 +10,7 @@
     dots32       Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 matmul orders (vec_dot / tinyBLAS_Q0, q4_0_8x8)
     dotsk        Q4_K Q5_K Q6_K TQ1_0 TQ2_0 (and I2_S) orders (vec_dot, tiled, q4_K_8x8)
     floatdot     F16 / F32 dot products (tinyBLAS, vec_dot_f16 / _f32)
+    flash        flash attention (ggml_flash_attn_ext: one-chunk, tiled, split-KV paths)
     matmul       which kernel llama.cpp picks for a matmul
     backend      PeerBackend: the ops of a forward pass
     build        which llama.cpp builds these orders describe

@@ -27,10 +27,13 @@ vendor/llama.cpp/ggml/src/ggml-cpu/ it lives:
 - attention (build_attn_mha, no flash attention, F16 cache): kq = K·f16(q) (mul_mat of
   F16: `floatdot`), softmax(kq*scale + mask), kqv = V·f16(p). llama.cpp's KV view is
   256-padded; the masked cells add exact zeros, so padding to 64 gives the same sums.
+- flash attention (ops.cpp ggml_compute_forward_flash_attn_ext_f16; the C API's default):
+  `bitnet.numerics.flash` (online softmax per cell, or per 64-cell tile for T >= 64, or
+  KV chunks per thread for one query over >= 512 cells).
 
 Matmul inputs depend on how tokens are batched (tinyBLAS and the tiled / GEMM kernels
 take T >= 2, 4 or 8 rows): evaluate on llama.cpp's schedule (a prompt in one batch, then
-one token per eval) to get its bits. Not emulated: flash attention, M-RoPE / vision RoPE
+one token per eval) to get its bits. Not emulated: M-RoPE / vision RoPE
 (the parent's runs), ALiBi, soft-capping, weight types outside `matmul.EXACT_TYPES` (the
 parent's "peer" activation rounding, close but not exact).
 """
@@ -44,10 +47,11 @@ import numpy as np
 from bitnet.ggml_types import GGMLType, tensor_nbytes
 from bitnet.numerics.codes import SUPPORTED as CODE_TYPES
 from bitnet.numerics.codes import WeightCodes, weight_codes
+from bitnet.numerics.flash import flash_attention
 from bitnet.numerics.floatdot import f16_dot, uses_tinyblas
 from bitnet.numerics.floats import cosf, expf, f16, fma, logf, powf, reduce_add_16, sinf, v_expf
 from bitnet.numerics.matmul import float_matmul, quantized_matmul
-from bitnet.ops import ROPE_NEOX, ROPE_NORMAL, Backend, NumpyBackend, QTensor, RopeParams
+from bitnet.ops import ROPE_NEOX, ROPE_NORMAL, Backend, FlashAttn, NumpyBackend, QTensor, RopeParams
 
 _F32 = np.float32
 _KV_PAD = 64  # pad the KV length to whole tinyBLAS / vec_dot_f16 steps
@@ -254,10 +258,13 @@ class PeerBackend(NumpyBackend):
     # -- attention ---------------------------------------------------------------------
 
     def attention(self, q: np.ndarray, k: np.ndarray, v: np.ndarray, q_pos: np.ndarray,
-                  kv_pos: np.ndarray, scale: float) -> np.ndarray:
+                  kv_pos: np.ndarray, scale: float, flash: Optional[FlashAttn] = None) -> np.ndarray:
         """build_attn_mha without flash attention, F16 cache: kq = K·f16(q) (tinyBLAS or
-        vec_dot_f16), softmax(kq*scale + mask), kqv = V·f16(p).
+        vec_dot_f16), softmax(kq*scale + mask), kqv = V·f16(p); with `flash`, llama.cpp's
+        flash-attention kernel (`bitnet.numerics.flash`, F16 or F32 cache).
         q: (T, H, d); k, v: (K, Hkv, d) f16; q_pos: (T,); kv_pos: (K,) -> (T, H*d)."""
+        if flash is not None:
+            return flash_attention(q, k, v, q_pos, kv_pos, scale, flash)
         t, h, d = q.shape
         group = h // k.shape[1]
         q16 = f16(q)  # (T, H, d)

@@ -90,6 +90,8 @@ class Context:
         self.logits_all = False  # the legacy flag (bitnet_set_logits_all)
         self.n_threads = int(params.n_threads)
         self.n_threads_batch = int(params.n_threads_batch)
+        # AUTO resolves to ENABLED on CPU (llama_init_from_model): llama.cpp's flash attention
+        self.flash_attn = int(params.flash_attn_type) != 0
         self.abort_callback = params.abort_callback
         self.abort_data = params.abort_callback_data
         self.no_perf = bool(params.no_perf)
@@ -116,12 +118,18 @@ class Context:
         """The cache of `seq_id`, made on first use."""
         cache = self.seqs.get(seq_id)
         if cache is None:
-            from bitnet.model import Context as EngineContext
-
-            cache = EngineContext(self.check_model(), n_ctx=self.n_ctx_seq,
-                                  n_batch=self.n_ubatch, kv_type=self.kv_type)
+            cache = self.new_cache()
             self.seqs[seq_id] = cache
+        cache.n_threads, cache.n_threads_batch = self.n_threads, self.n_threads_batch
         return cache
+
+    def new_cache(self) -> Any:
+        """A `bitnet.model.Context` of this context's cache size, type and attention."""
+        from bitnet.model import Context as EngineContext
+
+        return EngineContext(self.check_model(), n_ctx=self.n_ctx_seq, n_batch=self.n_ubatch,
+                             kv_type=self.kv_type, flash_attn=self.flash_attn, n_threads=self.n_threads,
+                             n_threads_batch=self.n_threads_batch)
 
     def used_cells(self) -> int:
         return sum(int(np.count_nonzero(c.cache.pos >= 0)) for c in self.seqs.values())

@@ -142,7 +142,6 @@ def _plan(batch: Batch, empty: Any) -> List[Tuple[Tuple[int, ...], List[int]]]:
 def run_batch(c: Context, batch: Batch, encode: bool) -> None:
     """Evaluate `batch` and keep its outputs (logits; embeddings when enabled). Encoding runs
     on fresh caches and leaves the context's memory as it was."""
-    from bitnet.model import Context as EngineContext
     from bitnet.model.graphs import output_logits
 
     engine = c.check_model()
@@ -152,8 +151,7 @@ def run_batch(c: Context, batch: Batch, encode: bool) -> None:
         if not encode:
             return c.seq(s)
         if s not in scratch:
-            scratch[s] = EngineContext(engine, n_ctx=c.n_ctx_seq, n_batch=c.n_ubatch,
-                                       kv_type=c.kv_type)
+            scratch[s] = c.new_cache()
         return scratch[s]
 
     def empty(s: int) -> bool:

@@ -388,8 +388,11 @@ struct llama_sampler_seq_config {
  * true they share n_ctx. type_k/type_v pick the KV cache storage (F16 default, F32; others
  * fail). abort_callback is polled between layers: true aborts llama_decode (returns 2).
  * pooling_type MEAN/CLS/LAST/NONE pool embeddings per sequence (llama_get_embeddings_seq).
- * Ignored: n_ubatch, threads, rope/yarn overrides (always the model's), flash_attn_type,
- * cb_eval, offload and swa settings; samplers (backend sampling) must be NULL. */
+ * flash_attn_type AUTO (the default; ENABLED on CPU) and ENABLED compute attention in the
+ * float order of llama.cpp's flash-attention kernel, DISABLED without it; n_threads then
+ * fixes the split-KV order of one token over >= 512 cells, as in llama.cpp.
+ * Ignored: n_ubatch, rope/yarn overrides (always the model's), cb_eval, offload and swa
+ * settings; samplers (backend sampling) must be NULL. */
 struct llama_context_params {
     uint32_t n_ctx;
     uint32_t n_batch;
