@@ -79,14 +79,17 @@ static int run_mm(void *vc, float *out, int threads) {
 }
 
 static int selftest_peer_matmul(const int *isas, int n_isas, int verbose) {
-    static const int64_t shapes[][3] = {{1, 1, 1}, {7, 2, 1}, {16, 2, 1}, {12, 1, 2}, {8, 3, 5}, {24, 1, 8}, {13, 2, 13}};
+    /* N, D in blocks (two for blocks < 256), T, extra D for I2_S (a row ending with half a 256-block) */
+    static const int64_t shapes[][4] = {{1, 1, 1, 0},  {7, 2, 1, 0},  {16, 2, 1, 0}, {5, 3, 1, 0},  {9, 5, 1, 128},
+                                        {3, 1, 1, 128}, {12, 1, 2, 0}, {8, 3, 5, 0},  {24, 1, 8, 0}, {13, 2, 13, 0}};
     int failures = 0;
     char detail[128];
     for (size_t ti = 0; ti < sizeof(PTYPES) / sizeof(PTYPES[0]); ti++) {
         const ptype *t = &PTYPES[ti];
         for (size_t si = 0; si < sizeof(shapes) / sizeof(shapes[0]); si++) {
             const int64_t N = shapes[si][0], T = shapes[si][2];
-            const int64_t D = t->block > 1 ? shapes[si][1] * (t->block < 256 ? 2 * t->block : t->block) : 48 * shapes[si][1] + 16;
+            const int64_t D = (t->block > 1 ? shapes[si][1] * (t->block < 256 ? 2 * t->block : t->block) : 48 * shapes[si][1] + 16) +
+                              (t->type == BN_I2_S ? shapes[si][3] : 0);
             uint8_t *w = (uint8_t *)malloc((size_t)(N * (D / t->block) * t->size) + 32);
             float *x = (float *)malloc(sizeof(float) * (size_t)(T * D));
             if (!w || !x) { failures++; free(w); free(x); continue; }
