@@ -130,24 +130,45 @@ def test_input_named_like_a_temporary_of_the_output_survives(command: str, workd
     assert sorted(p.name for p in workdir.iterdir()) == ["hf", "m.gguf", "m.gguf.part"]
 
 
+# `bitnet quantize` whose second tensor's conversion announces itself (a file) and then waits:
+# the signal reaches it while the temporary output is open, whatever the machine's load.
+_PAUSED_QUANTIZE = """
+import runpy, sys, time
+import bitnet.tools.quantize as q
+real, calls = q._convert_tensor, []
+def paused(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == 2:
+        open({marker!r}, "w").close()
+        time.sleep(600)
+    return real(*args, **kwargs)
+q._convert_tensor = paused
+sys.argv = ["bitnet", "quantize", "in.gguf", "out.gguf", "--type", "q4_k"]
+runpy.run_module("bitnet", run_name="__main__")
+"""
+
+
 @POSIX
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_interrupted_write_leaves_nothing_behind(sig: int, workdir: Path) -> None:
-    """A signal while quantize writes: exit non-zero, the input unchanged, an existing OUT
-    unchanged, no temporary file left."""
+def test_interrupted_write_leaves_nothing_behind(sig: int, workdir: Path,
+                                                 tmp_path_factory: pytest.TempPathFactory
+                                                 ) -> None:
+    """A signal while quantize writes (its second tensor): exit non-zero, the input unchanged,
+    an existing OUT unchanged, no temporary file left."""
     (workdir / "out.gguf").write_bytes(b"previous content")
     before = _snapshot(workdir)
-    proc = subprocess.Popen([sys.executable, "-m", "bitnet", "quantize", "in.gguf", "out.gguf",
-                             "--type", "q4_k"], cwd=workdir, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not list(workdir.glob(".out.gguf.*.tmp")):  # the write has started
+    marker = tmp_path_factory.mktemp("marker") / "writing"
+    proc = subprocess.Popen([sys.executable, "-c", _PAUSED_QUANTIZE.format(marker=str(marker))],
+                            cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not marker.exists():  # the temporary output is open, one tensor written
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline
         time.sleep(0.02)
+    assert len(list(workdir.glob(".out.gguf.*.tmp"))) == 1
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode != 0
+    assert proc.returncode == 128 + sig, err  # 130 (Ctrl-C), 143 (SIGTERM)
     assert "Traceback" not in err
     assert _snapshot(workdir) == before
 
