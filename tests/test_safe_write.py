@@ -132,9 +132,12 @@ def test_input_named_like_a_temporary_of_the_output_survives(command: str, workd
 
 # `bitnet quantize` whose second tensor's conversion announces itself (a file) and then waits:
 # the signal reaches it while the temporary output is open, whatever the machine's load.
+# Ctrl-C gets Python's handler back: a background job (nohup, `cmd &` in a script) inherits
+# SIGINT ignored, and Python then installs none.
 _PAUSED_QUANTIZE = """
-import runpy, sys, time
+import runpy, signal, sys, time
 import bitnet.tools.quantize as q
+signal.signal(signal.SIGINT, signal.default_int_handler)
 real, calls = q._convert_tensor, []
 def paused(*args, **kwargs):
     calls.append(1)
