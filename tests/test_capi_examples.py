@@ -179,9 +179,6 @@ def test_simple_chat_builds_and_chats(tmp_path: Path, model_path: Path) -> None:
 
 # ---- the programs built on common/ -----------------------------------------------------------
 
-# batched -np 4: characters of the streams' text that agree with libllama (measured: 92, the
-# first differing token is the 17th sampled; see test_batched_example)
-MIN_SAME_CHARS = 85
 PROMPT3 = "Hello world\nThe capital of France is Paris\nBye"  # three sequences in one batch
 
 
@@ -219,35 +216,39 @@ def test_embedding_example_with_flash_attention(common_examples: Dict[str, Dict[
     assert np.array_equal(a, b), [i for i in range(len(a)) if not np.array_equal(a[i], b[i])]
 
 
+BATCHED_RUNS = [  # (prompt, -np, -fa, -s)
+    ("Hello my name is", "1", "off", "42"),
+    ("Hello my name is", "4", "off", "42"),
+    ("Hello my name is", "4", "on", "42"),
+    ("def fibonacci(n):", "8", "off", "7"),
+]
+
+
 @pytest.mark.slow
 def test_batched_example(common_examples: Dict[str, Dict[str, Path]], model_path: Path) -> None:
-    """One stream: the same text. Four streams (a prompt shared by four sequences, then four
-    tokens per batch): each stream as libllama's for as long as the engine computes a
-    multi-sequence batch's rows as llama.cpp does (it runs each sequence's rows on its own,
-    so the matmul float order differs: measured first difference after 17 sampled tokens)."""
-    base = ("-m", str(model_path), "-p", "Hello my name is", "-n", "32", "-kvu", "-s", "42",
-            "-fa", "off")
-    one = ("-np", "1")
-    got = run_program(common_examples["bitnet"]["batched"], *base, *one, env=PEER).stdout
-    assert got == run_program(common_examples["llama"]["batched"], *base, *one).stdout
-    four = ("-np", "4")
-    got4 = run_program(common_examples["bitnet"]["batched"], *base, *four, env=PEER).stdout.decode()
-    want4 = run_program(common_examples["llama"]["batched"], *base, *four).stdout.decode()
-    streams = got4.split("sequence ")[1:]
-    ref = want4.split("sequence ")[1:]
-    assert len(streams) == len(ref) == 4
-    # each sequence has its own sampler, seeded alike; libllama's streams still part (each
-    # sequence's KV cells sit in other lanes of its attention sums), ours stay one text
-    assert len(set(s.split(":", 1)[1].strip() for s in streams)) == 1
-    for ours, theirs in zip(streams, ref):
-        same = next((i for i, (x, y) in enumerate(zip(ours, theirs)) if x != y), len(theirs))
-        assert same >= MIN_SAME_CHARS, (same, ours, theirs)
+    """One stream, and several (a prompt shared by n sequences in one unified cache, then a
+    batch of n tokens per step, each stream sampled with its own seeded sampler), with and
+    without flash attention: the same text as libllama. The streams part from each other
+    there because each sequence's cells sit in other lanes of its attention sums; the engine
+    places cells and masks them as llama.cpp does."""
+    for prompt, n_parallel, fa, seed in BATCHED_RUNS:
+        args = ("-m", str(model_path), "-p", prompt, "-n", "40", "-kvu", "-s", seed, "-fa", fa,
+                "-np", n_parallel)
+        got = run_program(common_examples["bitnet"]["batched"], *args, env=PEER).stdout.decode()
+        want = run_program(common_examples["llama"]["batched"], *args).stdout.decode()
+        assert got == want, args
+        if n_parallel != "1":
+            streams = [s.split(":", 1)[1].strip() for s in want.split("sequence ")[1:]]
+            assert len(streams) == int(n_parallel) and all(streams)
+            if fa == "off":  # flash attention skips masked cells: the streams stay one text
+                assert len(set(streams)) > 1, "the streams part (lanes differ per sequence)"
 
 
 @pytest.mark.slow
 def test_save_load_state_test_program(common_examples: Dict[str, Dict[str, Path]], model_path: Path,
                                       tmp_path: Path) -> None:
-    """llama.cpp's tests/test-save-load-state.cpp: all nine tests pass on both libraries."""
+    """llama.cpp's tests/test-save-load-state.cpp: all nine tests pass on both libraries (exit
+    status 0)."""
     args = ("-m", str(model_path), "-p",
             "The three primary colors are red, yellow and blue. The three secondary colors are",
             "-n", "8")
@@ -256,4 +257,6 @@ def test_save_load_state_test_program(common_examples: Dict[str, Dict[str, Path]
         cwd.mkdir()
         res = run_program(common_examples[lib]["test-save-load-state"], *args, env=PEER, cwd=cwd)
         text = res.stdout.decode(errors="replace")
-        assert text.count("PASS") == 8 and "All tests passed." in text, (lib, text)
+        # the exit status is the verdict (0: every test passed; run_program checks it): the
+        # program's last lines go through common/'s log thread, which exit can cut short
+        assert "FAIL" not in text and "=== Test 1: baseline ===" in text, (lib, text)

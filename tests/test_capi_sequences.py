@@ -95,3 +95,18 @@ def test_sequences_and_states_as_libllama(programs: Dict[str, Path], model_path:
     for case in STATE_CASES:
         assert ref[case] == ref["baseline"], case
         assert ours[case] == ref["baseline"], case
+
+
+@pytest.mark.llamacpp
+def test_unified_cache_cells_are_llamacpps(model_path: Path, tmp_path: Path) -> None:
+    """tests/c/kv_cells.c on both libraries: a unified cache of three sequences through seq_cp,
+    mixed batches, seq_rm between other sequences' cells, seq_keep and a sequence state restored
+    into another sequence; every output's logits have the same bits (argmax and a hash of the
+    row), so each token sits in the cell llama.cpp picks and sees the cells it masks in."""
+    ours = compile_program(C_DIR / "kv_cells.c", tmp_path / "ours", bitnet_flags(), extra=["-DUSE_BITNET"])
+    theirs = compile_program(C_DIR / "kv_cells.c", tmp_path / "theirs", llama_flags())
+    for prompt in PROMPTS:
+        got = run_program(ours, str(model_path), prompt, env=PEER).stdout.decode()
+        want = run_program(theirs, str(model_path), prompt).stdout.decode()
+        assert got == want, prompt
+        assert want.count("step_") == 23 and "decode" not in want

@@ -500,10 +500,11 @@ def attention_case(draw: st.DrawFn) -> Tuple[int, int, int, int, int, bool, bool
 def test_attention_matches_reference(isa: str, case: Tuple[int, int, int, int, int, bool, bool, int]) -> None:
     """bn_attention vs NumpyBackend.attention: f32 and f16 caches, with and without the peer's
     f16 rounding of q and p, empty cells and cells past a query's position; output between
-    guard bytes. NMSE bound: test-backend-ops' softmax 1e-6; measured over 2000 draws of this
-    strategy <= 3e-13 (f32 sums in another order), except f16 cache + peer rounding (summed
-    in llama.cpp's order, see bn_forward.c): 1.1e-8 (a probability next to an f16 rounding
-    boundary rounds the other way)."""
+    guard bytes; odd seeds give each query its own mask row (cells of other sequences, as in
+    a cache several sequences share: kv_stride = K). NMSE bound: test-backend-ops' softmax
+    1e-6; measured over 2000 draws of this strategy <= 3e-13 (f32 sums in another order),
+    except f16 cache + peer rounding (summed in llama.cpp's order, see bn_forward.c): 1.1e-8
+    (a probability next to an f16 rounding boundary rounds the other way)."""
     t, h, hkv, d, k, f16, peer, seed = case
     rng = np.random.default_rng(seed)
     dt = np.float16 if f16 else np.float32
@@ -513,14 +514,16 @@ def test_attention_matches_reference(isa: str, case: Tuple[int, int, int, int, i
     kv_pos = np.arange(k, dtype=np.int64)
     kv_pos[rng.random(k) < 0.2] = -1  # empty cells
     q_pos = np.sort(rng.integers(0, k, size=t)).astype(np.int64)
+    if seed % 2:  # per-query rows: some cells belong to another sequence
+        kv_pos = np.where(rng.random((t, k)) < 0.3, -1, kv_pos[None, :]).astype(np.int64)
     mode = "peer" if peer else "none"
     want = NumpyBackend(activation_quant=mode).attention(q, kc, vc, q_pos, kv_pos, 0.125)
     out, whole = guarded((t, h * d))
     rc = opt._lib.bn_attention(
         opt._ffi.from_buffer("float[]", q), opt._ffi.from_buffer("uint8_t[]", kc),
         opt._ffi.from_buffer("uint8_t[]", vc), int(f16), t, h, hkv, d, k,
-        opt._ffi.from_buffer("int64_t[]", q_pos), opt._ffi.from_buffer("int64_t[]", kv_pos), 0.125,
-        int(peer), opt._ffi.from_buffer("float[]", out), 2,
+        opt._ffi.from_buffer("int64_t[]", q_pos), opt._ffi.from_buffer("int64_t[]", kv_pos),
+        k if kv_pos.ndim == 2 else 0, 0.125, int(peer), opt._ffi.from_buffer("float[]", out), 2,
     )
     assert rc == 0
     check_guards(whole)

@@ -269,12 +269,13 @@ class OptimizedBackend(NumpyBackend):
         kc, vc = np.ascontiguousarray(k), np.ascontiguousarray(v)
         qp = np.ascontiguousarray(q_pos, dtype=np.int64)
         kp = np.ascontiguousarray(kv_pos, dtype=np.int64)
-        if qp.shape != (t,) or kp.shape != (k.shape[0],):
-            raise ValueError(f"attention: q_pos {qp.shape} must be ({t},), kv_pos {kp.shape} ({k.shape[0]},)")
+        if qp.shape != (t,) or kp.shape not in ((k.shape[0],), (t, k.shape[0])):
+            raise ValueError(f"attention: q_pos {qp.shape} must be ({t},), kv_pos {kp.shape} "
+                             f"({k.shape[0]},) or ({t}, {k.shape[0]})")
         y = np.empty((t, h * d), dtype=np.float32)
         args = (_ptr("float[]", q32), _ptr("uint8_t[]", kc), _ptr("uint8_t[]", vc),
                 int(k.dtype == np.float16), t, h, k.shape[1], d, k.shape[0], _ptr("int64_t[]", qp),
-                _ptr("int64_t[]", kp), float(scale))
+                _ptr("int64_t[]", kp), k.shape[0] if kp.ndim == 2 else 0, float(scale))
         threads = self._threads(t * h * k.shape[0] * d, t)
         if flash is not None and self.peer:
             rc = _k._lib.bn_flash_attention(*args, max(flash.n_view, k.shape[0]), flash.n_threads,
@@ -286,11 +287,11 @@ class OptimizedBackend(NumpyBackend):
 
     def forward_layers(self, hp: Any, w: Any, cache: Any, x: np.ndarray, positions: np.ndarray,
                        kv_pos: np.ndarray, rope: RopeParams, kq_scale: float,
-                       n_out: int,
-                       flash: Optional[FlashAttn] = None) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+                       n_out: int, flash: Optional[FlashAttn] = None,
+                       cells: Optional[np.ndarray] = None) -> Optional[Tuple[np.ndarray, np.ndarray]]:
         """All layers in one C call (`bitnet.ops.Backend.forward_layers`); same kernels as the
         per-op path, so the same bits. A subclass that overrides an op must override this
         to return None (the C would bypass its override)."""
         _k._sync_isa()
         return self._fused.run(hp, w, cache, x, positions, kv_pos, rope, kq_scale, n_out,
-                               self.n_threads_batch if x.shape[0] > 1 else self.n_threads, flash)
+                               self.n_threads_batch if x.shape[0] > 1 else self.n_threads, flash, cells)

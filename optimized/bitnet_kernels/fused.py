@@ -32,9 +32,11 @@ class FusedForward:
 
     def run(self, hp: Any, w: Any, cache: Any, x: np.ndarray, positions: np.ndarray, kv_pos: np.ndarray,
             rope: RopeParams, kq_scale: float, n_out: int, n_threads: int,
-            flash: Optional[FlashAttn] = None) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+            flash: Optional[FlashAttn] = None,
+            cells: Optional[np.ndarray] = None) -> Optional[Tuple[np.ndarray, np.ndarray]]:
         """(out, state) as `bitnet.ops.Backend.forward_layers`, or None when not fusable.
-        n_threads: the C pool; flash: llama.cpp's flash-attention kernel (peer numerics)."""
+        n_threads: the C pool; flash: llama.cpp's flash-attention kernel (peer numerics);
+        cells: where the batch's keys and values go (None: the positions)."""
         model = self._model(hp, w)
         if model is None or rope.mode not in (ROPE_NORMAL, ROPE_NEOX) or rope.n_dims != hp.n_rot:
             return None
@@ -53,7 +55,8 @@ class FusedForward:
         m.rope_mode = rope.mode
         m.flash_attn = int(flash is not None)
         m.fa_threads = flash.n_threads if flash is not None else 0
-        m.fa_view = max(flash.n_view, kv_pos.size) if flash is not None else 0
+        n_kv = kv_pos.shape[-1]
+        m.fa_view = max(flash.n_view, n_kv) if flash is not None else 0
         local: List[Any] = []
         self._set_rope(m.rope, rope, local)
         xs = np.array(x, dtype=np.float32, order="C", copy=True)  # (T, D): the state on return
@@ -61,15 +64,17 @@ class FusedForward:
         out = np.empty((n_out, xs.shape[1]), dtype=np.float32)
         pos = np.ascontiguousarray(positions, dtype=np.int64)
         kvp = np.ascontiguousarray(kv_pos, dtype=np.int64)
+        where = pos if cells is None else np.ascontiguousarray(cells, dtype=np.int64)
         if self.peer:  # RoPE computed in C from m.rope, as ggml_rope_cache_init
             cos = sin = np.zeros((t, 1), dtype=np.float32)
         else:
             cos, sin = (_f32(a) for a in rope_cos_sin(pos, rope))  # (T, n_rot/2)
         rc = self.lib.bn_forward(
             m, ffi.from_buffer("float[]", xs), t, ffi.from_buffer("int64_t[]", pos),
-            ffi.from_buffer("uint8_t[]", kc), ffi.from_buffer("uint8_t[]", vc), int(kc.dtype == np.float16),
-            cache.n_ctx, ffi.from_buffer("int64_t[]", kvp), kvp.size, ffi.from_buffer("float[]", cos),
-            ffi.from_buffer("float[]", sin), n_threads, n_out,
+            ffi.from_buffer("int64_t[]", where), ffi.from_buffer("uint8_t[]", kc),
+            ffi.from_buffer("uint8_t[]", vc), int(kc.dtype == np.float16), cache.n_ctx,
+            ffi.from_buffer("int64_t[]", kvp), n_kv if kvp.ndim == 2 else 0, n_kv,
+            ffi.from_buffer("float[]", cos), ffi.from_buffer("float[]", sin), n_threads, n_out,
             ffi.from_buffer("float[]", out) if n_out else ffi.NULL,
         )
         del keep, local

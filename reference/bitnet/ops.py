@@ -79,6 +79,13 @@ class FlashAttn:
     n_view: int = KV_VIEW_PAD
 
 
+def visible_cells(q_pos: np.ndarray, kv_pos: np.ndarray) -> np.ndarray:
+    """llama.cpp's causal KQ mask as booleans: query t sees cell k when 0 <= kv_pos <= q_pos[t].
+    kv_pos: (K,) for every query or (T, K), a row per query (its sequence's cells) -> (T, K)."""
+    kp = kv_pos if kv_pos.ndim == 2 else kv_pos[None, :]
+    return (kp >= 0) & (kp <= np.asarray(q_pos)[:, None])
+
+
 def kv_view(n_used: int, n_cells: int) -> int:
     """llama_kv_cache::get_n_kv: the cells its attention views, min(cells, max(256, the used
     cells rounded up to 256))."""
@@ -169,8 +176,9 @@ class Backend(Protocol):
         scale: float,
         flash: Optional[FlashAttn] = None,
     ) -> np.ndarray:
-        """Causal GQA. q: (T, H, d); k, v: (K, Hkv, d); q_pos: (T,); kv_pos: (K,) -> (T, H*d).
-        flash: computed as llama.cpp's flash-attention kernel (None: without it)."""
+        """Causal GQA. q: (T, H, d); k, v: (K, Hkv, d); q_pos: (T,); kv_pos: (K,) or (T, K)
+        (`visible_cells`) -> (T, H*d). flash: computed as llama.cpp's flash-attention kernel
+        (None: without it)."""
         ...
 
     def swiglu(self, gate: np.ndarray, up: np.ndarray) -> np.ndarray:
@@ -187,11 +195,12 @@ class Backend(Protocol):
 
     def forward_layers(self, hp: Any, w: Any, cache: Any, x: np.ndarray, positions: np.ndarray,
                        kv_pos: np.ndarray, rope: RopeParams, kq_scale: float,
-                       n_out: int,
-                       flash: Optional[FlashAttn] = None) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+                       n_out: int, flash: Optional[FlashAttn] = None,
+                       cells: Optional[np.ndarray] = None) -> Optional[Tuple[np.ndarray, np.ndarray]]:
         """Optional: every layer of `bitnet.model.graphs.forward` in one call, with the same
-        results as the per-op loop. x: (T, D) embeddings; kv_pos: (K,) the cells' positions
-        attention sees (this batch included); the batch's keys and values go into `cache`.
+        results as the per-op loop. x: (T, D) embeddings; kv_pos: (K,) or (T, K) the cells'
+        positions attention sees (this batch included, `visible_cells`); the batch's keys and
+        values go into `cache` at `cells` (None: the positions).
         The output rows are the last n_out; the last layer's FFN runs for them only (as
         llama.cpp computes only its outputs there). Returns (out, state): out (n_out, D) the
         output rows' residual stream after the last layer; state (T, D) the last layer's FFN
@@ -288,8 +297,9 @@ class NumpyBackend:
         order, which this float reference does not follow).
 
         q: (T, H, d); k: (K, Hkv, d); v: (K, Hkv, d); q_pos: (T,); kv_pos: (K,) (-1 = empty
-        cell) -> (T, H*d). Query head h reads key/value head h // (H/Hkv) (ggml_mul_mat
-        broadcasting). A query sees the cells whose position is <= its own.
+        cell; or (T, K), a row per query) -> (T, H*d). Query head h reads key/value head
+        h // (H/Hkv) (ggml_mul_mat broadcasting). A query sees the cells whose position is <=
+        its own.
         """
         t, h, d = q.shape
         hkv = k.shape[1]
@@ -300,7 +310,7 @@ class NumpyBackend:
         kh = np.repeat(k.astype(np.float32), group, axis=1)  # (K, H, d)
         vh = np.repeat(v.astype(np.float32), group, axis=1)  # (K, H, d)
         scores = np.einsum("thd,khd->htk", q.astype(np.float32), kh) * scale  # (H, T, K)
-        visible = (kv_pos[None, :] >= 0) & (kv_pos[None, :] <= q_pos[:, None])  # (T, K)
+        visible = visible_cells(q_pos, kv_pos)  # (T, K)
         scores = np.where(visible[None, :, :], scores, -np.inf)
         probs = self.softmax(scores)  # (H, T, K)
         if peer_f16:  # ... and the probabilities to F16 before V·p
@@ -327,8 +337,8 @@ class NumpyBackend:
 
     def forward_layers(self, hp: Any, w: Any, cache: Any, x: np.ndarray, positions: np.ndarray,
                        kv_pos: np.ndarray, rope: RopeParams, kq_scale: float,
-                       n_out: int,
-                       flash: Optional[FlashAttn] = None) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+                       n_out: int, flash: Optional[FlashAttn] = None,
+                       cells: Optional[np.ndarray] = None) -> Optional[Tuple[np.ndarray, np.ndarray]]:
         """No fused forward here: the graph runs op by op."""
         return None
 

@@ -131,6 +131,7 @@ typedef struct {
     int kv_f16, peer; /* peer: llama.cpp's order (bn_peer_attn_one) */
     int64_t T, H, Hkv, d, K;
     const int64_t *q_pos, *kv_pos;
+    int64_t kv_stride; /* kv_pos of query t: kv_pos + t * kv_stride */
     float scale;
     float *out;
     attn_dot_fn dot;
@@ -143,16 +144,16 @@ typedef struct {
 static void attn_one_q(const attn_args *a, int64_t t, int64_t h, const float *qr, float *s) {
     if (a->peer) {
         const bn_peer_attn pa = {a->k, a->v, a->kv_f16, a->T, a->H, a->Hkv, a->d, a->K, a->q_pos, a->kv_pos,
-                                 a->scale, a->out, a->flash, a->fa_threads, a->n_view};
+                                 a->kv_stride, a->scale, a->out, a->flash, a->fa_threads, a->n_view};
         bn_peer_attn_one(&pa, t, h, qr, s);
         return;
     }
     const int64_t d = a->d, group = a->H / a->Hkv, kvh = h / group;
     const size_t esz = a->kv_f16 ? 2 : 4;
     const size_t row = (size_t)(a->Hkv * d) * esz; /* bytes per cache cell */
-    const int64_t qp = a->q_pos[t];
+    const int64_t qp = a->q_pos[t], *kv_pos = a->kv_pos + t * a->kv_stride;
     for (int64_t k = 0; k < a->K; k++) {
-        const int64_t kp = a->kv_pos[k];
+        const int64_t kp = kv_pos[k];
         s[k] = (kp >= 0 && kp <= qp) ? a->dot(qr, a->k + k * row + (size_t)kvh * d * esz, d, a->kv_f16) * a->scale
                                      : -INFINITY;
     }
@@ -206,19 +207,19 @@ static int attn_run(const attn_args *a, int n_threads) {
 
 int bn_attention(const float *q, const void *k, const void *v, int kv_f16, int64_t T, int64_t H,
                  int64_t Hkv, int64_t d, int64_t K, const int64_t *q_pos, const int64_t *kv_pos,
-                 float scale, int peer, float *out, int n_threads) {
-    if (!attn_shape_ok(T, H, Hkv, d, K)) return -2;
+                 int64_t kv_stride, float scale, int peer, float *out, int n_threads) {
+    if (!attn_shape_ok(T, H, Hkv, d, K) || (kv_stride != 0 && kv_stride != K)) return -2;
     const attn_args a = {q, (const uint8_t *)k, (const uint8_t *)v, kv_f16 != 0, peer != 0, T, H, Hkv,
-                         d, K, q_pos, kv_pos, scale, out, NULL, NULL, 0, 0, 0};
+                         d, K, q_pos, kv_pos, kv_stride, scale, out, NULL, NULL, 0, 0, 0};
     return attn_run(&a, n_threads);
 }
 
 int bn_flash_attention(const float *q, const void *k, const void *v, int kv_f16, int64_t T, int64_t H,
                        int64_t Hkv, int64_t d, int64_t K, const int64_t *q_pos, const int64_t *kv_pos,
-                       float scale, int64_t n_view, int fa_threads, float *out, int n_threads) {
-    if (!attn_shape_ok(T, H, Hkv, d, K) || n_view < K) return -2;
+                       int64_t kv_stride, float scale, int64_t n_view, int fa_threads, float *out, int n_threads) {
+    if (!attn_shape_ok(T, H, Hkv, d, K) || n_view < K || (kv_stride != 0 && kv_stride != K)) return -2;
     const attn_args a = {q, (const uint8_t *)k, (const uint8_t *)v, kv_f16 != 0, 1, T, H, Hkv,
-                         d, K, q_pos, kv_pos, scale, out, NULL, NULL, 1, fa_threads, n_view};
+                         d, K, q_pos, kv_pos, kv_stride, scale, out, NULL, NULL, 1, fa_threads, n_view};
     return attn_run(&a, n_threads);
 }
 
@@ -243,10 +244,10 @@ typedef struct {
     const bn_model *m;
     float *x, *out;
     int64_t T, n_out;
-    const int64_t *positions, *kv_pos;
+    const int64_t *positions, *cells, *kv_pos; /* cells: where each token's keys and values go */
     uint8_t *k_cache, *v_cache;
     int kv_f16;
-    int64_t n_ctx, n_kv;
+    int64_t n_ctx, n_kv, kv_stride;
     const float *cos_t, *sin_t;
     float *q, *k, *v, *attn, *o, *gate, *up; /* shared (T, width) rows */
     uint8_t *priv;                           /* per-thread blocks of priv_stride bytes */
@@ -323,7 +324,7 @@ static void fwd_task(void *vctx, int ith, int nth) {
         const size_t lay = (size_t)il * (size_t)c->n_ctx * (size_t)kw * esz;
         for (int64_t t = 0; t < T; t++) {
             const float *ct = c->cos_t + t * half, *st = c->sin_t + t * half;
-            const size_t cell = lay + (size_t)c->positions[t] * (size_t)kw * esz;
+            const size_t cell = lay + (size_t)c->cells[t] * (size_t)kw * esz;
             for (int64_t g = g0; g < g1; g++) {
                 float *kr = c->k + t * kw + g * hd;
                 const float *vr = c->v + t * kw + g * hd;
@@ -343,7 +344,7 @@ static void fwd_task(void *vctx, int ith, int nth) {
         /* attention: (token, head) pairs */
         {
             const attn_args a = {c->q, c->k_cache + lay, c->v_cache + lay, c->kv_f16, 0,
-                                 T, H, Hkv, hd, c->n_kv, c->positions, c->kv_pos, m->kq_scale, c->attn,
+                                 T, H, Hkv, hd, c->n_kv, c->positions, c->kv_pos, c->kv_stride, m->kq_scale, c->attn,
                                  c->dot, c->axpy, 0, 0, 0};
             int64_t p0, p1;
             if (T == 1) { /* the query heads of this thread's kv heads: their cells are ours */
@@ -427,16 +428,21 @@ int bn_forward_tail(const bn_model *m, float *x, int64_t T, int n_threads) {
     return bn_peer_forward_tail(m, x, T, n_threads);
 }
 
-int bn_forward(const bn_model *m, float *x, int64_t T, const int64_t *positions, void *k_cache,
-               void *v_cache, int kv_f16, int64_t n_ctx, const int64_t *kv_pos, int64_t n_kv,
-               const float *cos_t, const float *sin_t, int n_threads, int64_t n_out, float *out) {
+int bn_forward(const bn_model *m, float *x, int64_t T, const int64_t *positions, const int64_t *cells,
+               void *k_cache, void *v_cache, int kv_f16, int64_t n_ctx, const int64_t *kv_pos,
+               int64_t kv_stride, int64_t n_kv, const float *cos_t, const float *sin_t, int n_threads,
+               int64_t n_out, float *out) {
     const int64_t D = m->n_embd, H = m->n_head, Hkv = m->n_head_kv, hd = m->head_dim, F = m->n_ff;
-    if (!model_ok(m, n_kv) || T < 0 || n_kv > n_ctx || n_out < 0 || n_out > T || (n_out > 0 && !out)) return -2;
+    if (!model_ok(m, n_kv) || T < 0 || n_kv > n_ctx || n_out < 0 || n_out > T || (n_out > 0 && !out)
+        || (kv_stride != 0 && kv_stride != n_kv))
+        return -2;
+    if (!cells) cells = positions;
     for (int64_t t = 0; t < T; t++)
-        if (positions[t] < 0 || positions[t] >= n_ctx) return -2;
+        if (cells[t] < 0 || cells[t] >= n_ctx) return -2;
     if (T == 0) return 0;
     if (m->mode == 1)
-        return bn_peer_forward(m, x, T, positions, k_cache, v_cache, kv_f16, n_ctx, kv_pos, n_kv, n_threads, n_out, out);
+        return bn_peer_forward(m, x, T, positions, cells, k_cache, v_cache, kv_f16, n_ctx, kv_pos, kv_stride, n_kv,
+                               n_threads, n_out, out);
     const int64_t qw = H * hd, kw = Hkv * hd, wmax = D > qw ? D : qw;
     fwd_ctx c;
     memset(&c, 0, sizeof(c));
@@ -458,7 +464,9 @@ int bn_forward(const bn_model *m, float *x, int64_t T, const int64_t *positions,
     c.T = T;
     c.n_out = n_out;
     c.positions = positions;
+    c.cells = cells;
     c.kv_pos = kv_pos;
+    c.kv_stride = kv_stride;
     c.k_cache = (uint8_t *)k_cache;
     c.v_cache = (uint8_t *)v_cache;
     c.kv_f16 = kv_f16 != 0;

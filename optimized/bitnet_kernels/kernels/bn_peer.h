@@ -178,6 +178,7 @@ typedef struct {
     int kv_f16;
     int64_t T, H, Hkv, d, K;
     const int64_t *q_pos, *kv_pos;
+    int64_t kv_stride;      /* kv_pos of query t: kv_pos + t * kv_stride (0: one row for all) */
     float scale;
     float *out;             /* (T, H*d) */
     int flash;              /* 1: llama.cpp's flash-attention kernel (bn_peer_fattn.c) */
@@ -191,9 +192,9 @@ void bn_peer_attn_one(const bn_peer_attn *a, int64_t t, int64_t h, const float *
 void bn_peer_fattn_one(const bn_peer_attn *a, int64_t t, int64_t h, const float *qr, float *scratch);
 
 struct bn_model_s;
-int bn_peer_forward(const struct bn_model_s *m, float *x, int64_t T, const int64_t *positions, void *k_cache,
-                    void *v_cache, int kv_f16, int64_t n_ctx, const int64_t *kv_pos, int64_t n_kv, int n_threads,
-                    int64_t n_out, float *out);
+int bn_peer_forward(const struct bn_model_s *m, float *x, int64_t T, const int64_t *positions,
+                    const int64_t *cells, void *k_cache, void *v_cache, int kv_f16, int64_t n_ctx,
+                    const int64_t *kv_pos, int64_t kv_stride, int64_t n_kv, int n_threads, int64_t n_out, float *out);
 int bn_peer_forward_tail(const struct bn_model_s *m, float *x, int64_t T, int n_threads);
 
 #endif

@@ -165,7 +165,10 @@ static BN_TARGET_AVX512 void attn_avx512(const bn_peer_attn *a, int64_t t, int64
 }
 #endif
 
-void bn_peer_attn_one(const bn_peer_attn *a, int64_t t, int64_t h, const float *qr, float *scratch) {
+void bn_peer_attn_one(const bn_peer_attn *all, int64_t t, int64_t h, const float *qr, float *scratch) {
+    bn_peer_attn view = *all; /* query t's mask row */
+    const bn_peer_attn *a = &view;
+    view.kv_pos = all->kv_pos + t * all->kv_stride;
     if (a->flash) {
         bn_peer_fattn_one(a, t, h, qr, scratch);
         return;
@@ -191,10 +194,10 @@ typedef struct {
     float *x;       /* (T, D): the embeddings in; the last layer's FFN input out */
     float *out;     /* (n_out, D): the final residual of the output rows */
     int64_t T, n_out;
-    const int64_t *positions, *kv_pos;
+    const int64_t *positions, *cells, *kv_pos; /* cells: where each token's keys and values go */
     uint8_t *k_cache, *v_cache;
     int kv_f16, shared;
-    int64_t n_ctx, n_kv;
+    int64_t n_ctx, n_kv, kv_stride;
     const float *rope; /* (T, rope_dims) cos/sin caches */
     float *q, *k, *v, *attn, *o, *gate, *up; /* shared (T, width) matmul outputs */
     uint8_t *blocks;   /* per-token buffers: one block (shared mode) or one per thread */
@@ -299,7 +302,7 @@ static void store_kv(pfwd *c, int il, int64_t g0, int64_t g1) {
     const size_t esz = c->kv_f16 ? 2 : 4;
     const size_t lay = (size_t)il * (size_t)c->n_ctx * (size_t)kw * esz;
     for (int64_t t = 0; t < c->T; t++) {
-        const size_t cell = lay + (size_t)c->positions[t] * (size_t)kw * esz;
+        const size_t cell = lay + (size_t)c->cells[t] * (size_t)kw * esz;
         for (int64_t g = g0; g < g1; g++) {
             float *kr = c->k + t * kw + g * hd;
             const float *vr = c->v + t * kw + g * hd;
@@ -336,7 +339,7 @@ static void attention(pfwd *c, int il, const pbufs *b, int ith, int nth) {
         p1 = p0 + chunk < T * H ? p0 + chunk : T * H;
     }
     const bn_peer_attn a = {c->k_cache + lay, c->v_cache + lay, c->kv_f16, T, H, Hkv, hd, c->n_kv,
-                            c->positions, c->kv_pos, m->kq_scale, c->attn, m->flash_attn, m->fa_threads,
+                            c->positions, c->kv_pos, c->kv_stride, m->kq_scale, c->attn, m->flash_attn, m->fa_threads,
                             m->fa_view};
     float *qr = b->scratch + bn_peer_attn_scratch(c->n_kv, hd);
     for (int64_t p = p0; p < p1; p++) {
@@ -498,9 +501,9 @@ static int prun(pfwd *c, int n_threads, void (*task)(void *, int, int)) {
     return 0;
 }
 
-int bn_peer_forward(const bn_model *m, float *x, int64_t T, const int64_t *positions, void *k_cache, void *v_cache,
-                    int kv_f16, int64_t n_ctx, const int64_t *kv_pos, int64_t n_kv, int n_threads, int64_t n_out,
-                    float *out) {
+int bn_peer_forward(const bn_model *m, float *x, int64_t T, const int64_t *positions, const int64_t *cells,
+                    void *k_cache, void *v_cache, int kv_f16, int64_t n_ctx, const int64_t *kv_pos, int64_t kv_stride,
+                    int64_t n_kv, int n_threads, int64_t n_out, float *out) {
     if (T == 0) return 0;
     pfwd c;
     memset(&c, 0, sizeof(c));
@@ -510,7 +513,9 @@ int bn_peer_forward(const bn_model *m, float *x, int64_t T, const int64_t *posit
     c.T = T;
     c.n_out = n_out;
     c.positions = positions;
+    c.cells = cells;
     c.kv_pos = kv_pos;
+    c.kv_stride = kv_stride;
     c.k_cache = (uint8_t *)k_cache;
     c.v_cache = (uint8_t *)v_cache;
     c.kv_f16 = kv_f16 != 0;

@@ -126,10 +126,10 @@ static int selftest_attention(const int *isas, int n_isas, int verbose) {
             for (int peer = 0; peer < 2; peer++) {
                 const void *kk = f16 ? (const void *)kh : (const void *)kf, *vv = f16 ? (const void *)vh : (const void *)vf;
                 bn_set_isa(BN_ISA_SCALAR);
-                if (bn_attention(q, kk, vv, f16, T, H, Hkv, d, K, qpos, kvpos, 0.3f, peer, ref, 1)) { failures++; continue; }
+                if (bn_attention(q, kk, vv, f16, T, H, Hkv, d, K, qpos, kvpos, 0, 0.3f, peer, ref, 1)) { failures++; continue; }
                 for (int k = 0; k < n_isas; k++) {
                     bn_set_isa(isas[k]);
-                    const int rc = bn_attention(q, kk, vv, f16, T, H, Hkv, d, K, qpos, kvpos, 0.3f, peer, got, 3);
+                    const int rc = bn_attention(q, kk, vv, f16, T, H, Hkv, d, K, qpos, kvpos, 0, 0.3f, peer, got, 3);
                     const double e = nmse(got, ref, (size_t)(T * H * d));
                     snprintf(detail, sizeof(detail), "f16=%d peer=%d T=%lld H=%lld Hkv=%lld d=%lld K=%lld", f16, peer,
                              (long long)T, (long long)H, (long long)Hkv, (long long)d, (long long)K);
@@ -198,9 +198,9 @@ static int selftest_forward(const int *isas, int n_isas, int verbose) {
                         cs[p * HD / 2 + i] = cosf(th);
                         sn[p * HD / 2 + i] = sinf(th);
                     }
-                int rc = bn_forward(&m, out, 3, pos3, kc, vc, 0, CTX, kvpos, 3, cs, sn, pass == 0 ? 1 : 3, 3, out);
+                int rc = bn_forward(&m, out, 3, pos3, NULL, kc, vc, 0, CTX, kvpos, 0, 3, cs, sn, pass == 0 ? 1 : 3, 3, out);
                 /* one more token on top of the cache, into the first row */
-                rc |= bn_forward(&m, out, 1, pos1, kc, vc, 0, CTX, kvpos, 4, cs + 3 * HD / 2, sn + 3 * HD / 2,
+                rc |= bn_forward(&m, out, 1, pos1, NULL, kc, vc, 0, CTX, kvpos, 0, 4, cs + 3 * HD / 2, sn + 3 * HD / 2,
                                  pass == 0 ? 1 : 3, 1, out);
                 if (pass == 0) {
                     if (rc) failures++;

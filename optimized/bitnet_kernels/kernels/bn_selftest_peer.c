@@ -175,7 +175,7 @@ typedef struct { const float *q; const void *k, *v; int f16; int64_t T, H, Hkv, 
 
 static int run_attn(void *vc, float *out, int threads) {
     const at_case *c = (const at_case *)vc;
-    return bn_attention(c->q, c->k, c->v, c->f16, c->T, c->H, c->Hkv, c->d, c->K, c->qpos, c->kvpos, 0.3f, 1, out, threads);
+    return bn_attention(c->q, c->k, c->v, c->f16, c->T, c->H, c->Hkv, c->d, c->K, c->qpos, c->kvpos, 0, 0.3f, 1, out, threads);
 }
 
 static int selftest_peer_attention(const int *isas, int n_isas, int verbose) {

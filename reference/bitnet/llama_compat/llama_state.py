@@ -36,11 +36,12 @@ class LlamaState:
 
 
 def save_llama_state(llm: Llama) -> LlamaState:
-    """Snapshot: the KV cache's used cells (k, v, positions) and the last logits as an npz."""
+    """Snapshot: the KV cache's used cells in cell order (k, v, positions) and the last logits
+    as an npz."""
     ctx = llm._require_engine()
-    n_used = ctx.cache.n_used
+    cells = ctx.cache.seq_cells(-1)
     buf = io.BytesIO()
-    arrays = {"k": ctx.cache.k[:, :n_used], "v": ctx.cache.v[:, :n_used], "pos": ctx.cache.pos[:n_used]}
+    arrays = {"k": ctx.cache.k[:, cells], "v": ctx.cache.v[:, cells], "pos": ctx.cache.pos[cells]}
     if llm._batch_logits is not None:
         arrays["logits"] = llm._batch_logits
     np.savez(buf, **arrays)
@@ -50,7 +51,8 @@ def save_llama_state(llm: Llama) -> LlamaState:
 
 
 def load_llama_state(llm: Llama, state: LlamaState) -> None:
-    """Restore a snapshot (RuntimeError "Failed to set llama state data" if it does not fit)."""
+    """Restore a snapshot (RuntimeError "Failed to set llama state data" if it does not fit);
+    the cells go in from cell 0, as llama.cpp restores a whole state."""
     ctx = llm._require_engine()
     try:
         with np.load(io.BytesIO(bytes(state.llama_state[: state.llama_state_size]))) as z:
@@ -71,9 +73,12 @@ def load_llama_state(llm: Llama, state: LlamaState) -> None:
     llm._requires_eval = True
     llm._seed = state.seed
     ctx.cache.clear()
-    ctx.cache.k[:, :n_used] = k
-    ctx.cache.v[:, :n_used] = v
-    ctx.cache.pos[:n_used] = pos
+    if n_used:
+        cells = np.arange(n_used)
+        ctx.cache.place(cells, pos)
+        ctx.cache.head = 0
+        ctx.cache.k[:, cells] = k
+        ctx.cache.v[:, cells] = v
     llm._batch_logits = logits
 
 

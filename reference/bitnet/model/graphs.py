@@ -14,52 +14,15 @@ attention logit soft-capping, sliding windows.
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
+from bitnet.errors import ContextLengthExceededError
 from bitnet.model.hparams import HParams
+from bitnet.model.kvcache import KVCache
 from bitnet.model.weights import LayerWeights, Linear, ModelWeights
 from bitnet.ops import Backend, FlashAttn, RopeParams, kv_view
-
-
-class KVCache:
-    """Keys and values per layer, one cell per position (cell i holds position i).
-
-    A cell is valid when `pos[i] == i`; `remove(p0, p1)` invalidates a range, as
-    llama_memory_seq_rm does for the single sequence this reference supports.
-    """
-
-    def __init__(self, hp: HParams, n_ctx: int, dtype: np.typing.DTypeLike = np.float32):
-        self.n_ctx = n_ctx
-        shape = (hp.n_layer, n_ctx, hp.n_head_kv, hp.n_embd_head_k)
-        self.k = np.zeros(shape, dtype=dtype)  # (L, n_ctx, Hkv, d)
-        self.v = np.zeros(shape, dtype=dtype)  # (L, n_ctx, Hkv, d)
-        self.pos = np.full(n_ctx, -1, dtype=np.int64)  # (n_ctx,) -1 = empty
-
-    def store(self, layer: int, positions: np.ndarray, k: np.ndarray, v: np.ndarray) -> None:
-        """positions: (T,); k, v: (T, Hkv, d)."""
-        self.k[layer, positions] = k
-        self.v[layer, positions] = v
-
-    def mark(self, positions: np.ndarray) -> None:
-        self.pos[positions] = positions
-
-    def remove(self, p0: int, p1: int) -> None:
-        """Forget positions p0 <= p < p1 (p1 < 0: to the end)."""
-        p0 = max(0, p0)
-        p1 = self.n_ctx if p1 < 0 else min(p1, self.n_ctx)
-        if p0 < p1:
-            self.pos[p0:p1] = -1
-
-    def clear(self) -> None:
-        self.pos[:] = -1
-
-    @property
-    def n_used(self) -> int:
-        """1 + the largest cached position (0 when empty)."""
-        used = np.nonzero(self.pos >= 0)[0]
-        return int(used[-1]) + 1 if used.size else 0
 
 
 def rope_params(hp: HParams, freq_factors: Optional[np.ndarray] = None) -> RopeParams:
@@ -97,10 +60,14 @@ def forward(
     n_out: Optional[int] = None,
     flash_attn: bool = False,
     n_threads: int = 1,
+    seqs: Optional[Sequence[Sequence[int]]] = None,
 ) -> Tuple[np.ndarray, Optional[np.ndarray]]:
     """Run the layers over one batch (one llama.cpp ubatch).
 
-    tokens: (T,) int; positions: (T,) int (cells to write in `cache`). The output rows are the
+    tokens: (T,) int; positions: (T,) int; seqs: each token's sequence ids (None: sequence 0).
+    The tokens go into the cells llama.cpp would pick (`KVCache.find_slot`; ContextLengthExceeded
+    when there are not enough) and each attends to the cells of its first sequence up to its
+    position, in cell order as llama.cpp's KQ mask has them. The output rows are the
     last n_out (default: all T); as in llama.cpp (inp_out_ids), the last layer's FFN runs
     for them only, so its matmuls have n_out rows. Returns (hidden, ffn_input): hidden
     (n_out, D) after output_norm; ffn_input (T, D), the last layer's FFN input of every row,
@@ -115,15 +82,35 @@ def forward(
     n_out = t if n_out is None else int(n_out)
     if not 0 <= n_out <= t:
         raise ValueError(f"n_out={n_out} outside 0..{t}")
+    cells = cache.find_slot(t)
+    if cells is None:
+        raise ContextLengthExceededError(f"no {t} free cells in a KV cache of {cache.n_ctx}")
+    # subtle: the cells of this batch become visible before attention, as in llama.cpp
+    head = cache.head
+    cache.place(cells, positions, seqs)
+    try:
+        first = None if seqs is None else np.array([row[0] for row in seqs], dtype=np.int64)
+        kv_pos = cache.visible_pos(first)  # (K,) or (T, K)
+        return _layers(ops, hp, w, cache, tokens, positions, cells, kv_pos, layer_hook, n_out,
+                       flash_attn, n_threads)
+    except BaseException:
+        cache.unplace(cells)
+        cache.head = head
+        raise
+
+
+def _layers(ops: Backend, hp: HParams, w: ModelWeights, cache: KVCache, tokens: np.ndarray,
+            positions: np.ndarray, cells: np.ndarray, kv_pos: np.ndarray,
+            layer_hook: Optional[Callable[[int, np.ndarray], None]], n_out: int, flash_attn: bool,
+            n_threads: int) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """`forward` once the tokens have their cells."""
+    t = len(tokens)
     hd = hp.n_embd_head_k
     rope = rope_params(hp, w.rope_freqs)
     # llama.cpp: 1.0f/sqrtf(float(n_embd_head)), both steps rounded to float32
     kq_scale = hp.attention_scale if hp.attention_scale != 0.0 else \
         float(np.float32(1.0) / np.sqrt(np.float32(hd)))
-    # subtle: the cells of this batch become visible before attention, as in llama.cpp
-    n_kv = max(cache.n_used, int(positions.max()) + 1)  # cells that can be visible
-    kv_pos = cache.pos[:n_kv].copy()  # (K,)
-    kv_pos[positions] = positions
+    n_kv = kv_pos.shape[-1]
     flash: Optional[FlashAttn] = None
     if flash_attn:  # llama_kv_cache::get_n_kv: its view of the cells, 256-padded
         flash = FlashAttn(n_threads=max(1, int(n_threads)), n_view=kv_view(n_kv, cache.n_ctx))
@@ -131,20 +118,19 @@ def forward(
 
     x = ops.get_rows(w.tok_embd, tokens)  # (T, D)
     fuse = ops.forward_layers if layer_hook is None else None
-    fused = None if fuse is None else fuse(hp, w, cache, x, positions, kv_pos, rope, kq_scale, n_out, **fa)
+    fused = None if fuse is None else fuse(hp, w, cache, x, positions, kv_pos, rope, kq_scale, n_out,
+                                           cells=cells, **fa)
     if fused is not None:
-        cache.mark(positions)
         out, state = fused
         return ops.rms_norm(out, w.output_norm, hp.rms_eps), (state if n_out < t else None)
     ffn_input: Optional[np.ndarray] = None
     for il, lw in enumerate(w.layers):
-        x = _attention_block(ops, hp, lw, cache, il, x, positions, kv_pos, rope, kq_scale, fa)
+        x = _attention_block(ops, hp, lw, cache, il, x, positions, cells, kv_pos, rope, kq_scale, fa)
         if il == len(w.layers) - 1 and n_out < t:
             ffn_input, x = x, x[t - n_out :]  # llama.cpp's get_rows(inp_out_ids)
         x = _ffn_block(ops, hp, lw, x)
         if layer_hook is not None:
             layer_hook(il, x)
-    cache.mark(positions)
     return ops.rms_norm(x, w.output_norm, hp.rms_eps), ffn_input
 
 
@@ -156,8 +142,8 @@ def finish_rows(ops: Backend, hp: HParams, w: ModelWeights, ffn_input: np.ndarra
 
 
 def _attention_block(ops: Backend, hp: HParams, lw: LayerWeights, cache: KVCache, il: int,
-                     x: np.ndarray, positions: np.ndarray, kv_pos: np.ndarray, rope: RopeParams,
-                     kq_scale: float, fa: Dict[str, FlashAttn]) -> np.ndarray:
+                     x: np.ndarray, positions: np.ndarray, cells: np.ndarray, kv_pos: np.ndarray,
+                     rope: RopeParams, kq_scale: float, fa: Dict[str, FlashAttn]) -> np.ndarray:
     """x + self-attention(x) of layer il; the batch's keys and values go into the cache.
     fa: {} or {"flash": FlashAttn} (the attention keyword)."""
     t = x.shape[0]
@@ -168,8 +154,8 @@ def _attention_block(ops: Backend, hp: HParams, lw: LayerWeights, cache: KVCache
     v = linear(ops, lw.wv, h).reshape(t, hp.n_head_kv, hd)  # (T, Hkv, d)
     q = ops.rope(q, positions, rope)
     k = ops.rope(k, positions, rope)
-    cache.store(il, positions, k, v)
-    n_kv = kv_pos.size
+    cache.store(il, cells, k, v)
+    n_kv = kv_pos.shape[-1]
     # (T, H*d)
     attn = ops.attention(q, cache.k[il, :n_kv], cache.v[il, :n_kv], positions, kv_pos, kq_scale, **fa)
     if hp.arch in ("bitnet", "bitnet-b1.58"):

@@ -6,7 +6,10 @@
     logits = ctx.eval([4], all_logits=False)  # (1, n_vocab), position 3
     ctx.kv_cache_seq_rm(2, -1)            # forget positions >= 2; n_past becomes 2
 
-Only one sequence per context. `eval(tokens, n_past)` follows llama-cpp-python's
+One sequence per context (`seq_id`, 0 unless the C API's per-sequence streams set it; the
+C API's unified cache runs ubatches of several sequences through `graphs.forward` on one
+`KVCache` itself). Tokens go into the cells llama.cpp's KV cache would pick for them
+(`bitnet.model.kvcache`). `eval(tokens, n_past)` follows llama-cpp-python's
 `Llama.eval`: positions n_past.. are (re)written and anything cached at or after n_past is
 dropped first.
 
@@ -75,7 +78,10 @@ class Model:
 
 
 class Context:
-    """A KV cache of `n_ctx` positions for one sequence, and the eval loop over it.
+    """A KV cache of `n_ctx` cells for one sequence, and the eval loop over it.
+
+    n_seq: the sequence ids its cache may hold (llama.cpp's n_seq_max); seq_id: the one
+    `eval` writes (attribute).
 
     kv_type: "f32" (exact) or "f16" (llama.cpp's default cache type); by default "f16" when
     the model's backend rounds activations like the peers (activation_quant="peer"), else
@@ -88,7 +94,7 @@ class Context:
 
     def __init__(self, model: Model, *, n_ctx: int = 512, n_batch: int = 512,
                  kv_type: Optional[str] = None, flash_attn: bool = False, n_threads: int = 1,
-                 n_threads_batch: int = 1) -> None:
+                 n_threads_batch: int = 1, n_seq: int = 1) -> None:
         if n_ctx <= 0 or n_batch <= 0:
             raise ValueError(f"n_ctx={n_ctx} and n_batch={n_batch} must be positive")
         if kv_type is None:
@@ -99,7 +105,8 @@ class Context:
         self.model = model
         self.n_ctx = n_ctx
         self.n_batch = n_batch
-        self.cache = KVCache(model.hparams, n_ctx, KV_DTYPES[kv_type])
+        self.cache = KVCache(model.hparams, n_ctx, KV_DTYPES[kv_type], n_seq=n_seq)
+        self.seq_id = 0
         self.flash_attn = bool(flash_attn)
         self.n_threads, self.n_threads_batch = int(n_threads), int(n_threads_batch)
         self.logits: Optional[np.ndarray] = None  # (n_out, V) of the last eval
@@ -169,7 +176,8 @@ class Context:
             n_out = chunk.size if all_logits else int(last)  # llama.cpp's output rows
             hidden, rest = forward(ops, hp, w, self.cache, chunk, positions, self.layer_hook, n_out,
                                    flash_attn=self.flash_attn,
-                                   n_threads=self.n_threads if chunk.size == 1 else self.n_threads_batch)
+                                   n_threads=self.n_threads if chunk.size == 1 else self.n_threads_batch,
+                                   seqs=[(self.seq_id,)] * chunk.size if self.seq_id else None)
             self._batches.append((hidden, rest))
             if n_out:
                 logit_parts.append(output_logits(ops, w, hidden))  # (n_out, V)

@@ -51,7 +51,16 @@ from bitnet.numerics.flash import flash_attention
 from bitnet.numerics.floatdot import f16_dot, uses_tinyblas
 from bitnet.numerics.floats import cosf, expf, f16, fma, logf, powf, reduce_add_16, sinf, v_expf
 from bitnet.numerics.matmul import float_matmul, quantized_matmul
-from bitnet.ops import ROPE_NEOX, ROPE_NORMAL, Backend, FlashAttn, NumpyBackend, QTensor, RopeParams
+from bitnet.ops import (
+    ROPE_NEOX,
+    ROPE_NORMAL,
+    Backend,
+    FlashAttn,
+    NumpyBackend,
+    QTensor,
+    RopeParams,
+    visible_cells,
+)
 
 _F32 = np.float32
 _KV_PAD = 64  # pad the KV length to whole tinyBLAS / vec_dot_f16 steps
@@ -262,14 +271,13 @@ class PeerBackend(NumpyBackend):
         """build_attn_mha without flash attention, F16 cache: kq = K·f16(q) (tinyBLAS or
         vec_dot_f16), softmax(kq*scale + mask), kqv = V·f16(p); with `flash`, llama.cpp's
         flash-attention kernel (`bitnet.numerics.flash`, F16 or F32 cache).
-        q: (T, H, d); k, v: (K, Hkv, d) f16; q_pos: (T,); kv_pos: (K,) -> (T, H*d)."""
+        q: (T, H, d); k, v: (K, Hkv, d) f16; q_pos: (T,); kv_pos: (K,) or (T, K) -> (T, H*d)."""
         if flash is not None:
             return flash_attention(q, k, v, q_pos, kv_pos, scale, flash)
         t, h, d = q.shape
         group = h // k.shape[1]
         q16 = f16(q)  # (T, H, d)
-        visible = (kv_pos[None, :] >= 0) & (kv_pos[None, :] <= q_pos[:, None])  # (T, K)
-        visible = _pad(visible, 1, _KV_PAD)
+        visible = _pad(visible_cells(q_pos, kv_pos), 1, _KV_PAD)  # (T, Kp)
         kh = np.repeat(_pad(f16(k), 0, _KV_PAD), group, axis=1)  # (Kp, H, d)
         vh = np.repeat(_pad(f16(v), 0, _KV_PAD), group, axis=1)
         n_kv = kh.shape[0]

@@ -34,7 +34,7 @@ import numpy as np
 
 from bitnet.numerics.floatdot import float_dot
 from bitnet.numerics.floats import expf, f16, fma, fma_chain, reduce_add_16, v_expf
-from bitnet.ops import FlashAttn, kv_view
+from bitnet.ops import FlashAttn, kv_view, visible_cells
 
 _F32 = np.float32
 TILE_Q = 64  # GGML_FA_TILE_Q: queries per tile; the tiled path needs T >= it
@@ -153,7 +153,7 @@ def flash_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, q_pos: np.ndarr
                     scale: float, fa: FlashAttn) -> np.ndarray:
     """ggml_flash_attn_ext as llama.cpp's CPU backend computes it (module docstring).
     q: (T, H, d) float32; k, v: (K, Hkv, d) f16 or f32 (the cache type); q_pos: (T,);
-    kv_pos: (K,) (-1 = empty cell) -> (T, H*d) float32."""
+    kv_pos: (K,) or (T, K) (-1 = empty cell; `bitnet.ops.visible_cells`) -> (T, H*d) float32."""
     t, h, d = q.shape
     group = h // k.shape[1]
     is_f16 = k.dtype == np.float16
@@ -163,7 +163,7 @@ def flash_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, q_pos: np.ndarr
     vh = np.repeat(np.asarray(v, dtype=_F32), group, axis=1).transpose(1, 0, 2)
     kh = np.broadcast_to(kh[None], (t,) + kh.shape).reshape(t * h, -1, d)
     vh = np.broadcast_to(vh[None], (t,) + vh.shape).reshape(t * h, -1, d)
-    vis = (kv_pos[None, :] >= 0) & (kv_pos[None, :] <= np.asarray(q_pos)[:, None])  # (T, K)
+    vis = visible_cells(np.asarray(q_pos), kv_pos)  # (T, K)
     vis = np.repeat(vis, h, axis=0)  # (T*H, K)
     qr = q.reshape(t * h, d)
     sc = _F32(scale)

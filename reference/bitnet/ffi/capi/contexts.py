@@ -1,10 +1,11 @@
-"""Contexts and their memory: several sequences, each with its own KV cache.
+"""Contexts and their memory: llama.cpp's KV cache streams.
 
-The engine's `bitnet.model.Context` holds one sequence (cell i = position i). A C context
-holds one such cache per sequence in use (made on first use), as llama.cpp's per-sequence
-streams (kv_unified = false: n_ctx / n_seq_max positions each, padded to 256) or sharing n_ctx
-cells (kv_unified = true: each sequence may use up to n_ctx positions, all together n_ctx
-cells). The llama_memory_* calls act on those caches with llama.cpp's semantics.
+kv_unified = true: one stream of n_ctx cells that every sequence shares (a cell may belong
+to several sequences; a ubatch mixes sequences). kv_unified = false: a stream per sequence
+(n_ctx / n_seq_max cells each, padded to 256), made on first use. Each stream is a
+`bitnet.model.Context` whose `KVCache` keeps llama.cpp's cell bookkeeping (which cell holds
+which position of which sequences, where the next search starts); the llama_memory_* calls
+act on it with llama.cpp's semantics.
 """
 
 from __future__ import annotations
@@ -95,7 +96,8 @@ class Context:
         self.abort_callback = params.abort_callback
         self.abort_data = params.abort_callback_data
         self.no_perf = bool(params.no_perf)
-        self.seqs: Dict[int, Any] = {}  # seq_id -> bitnet.model.Context
+        self.seqs: Dict[int, Any] = {}  # seq_id -> its stream (kv_unified = false)
+        self.shared: Optional[Any] = None  # the one stream (kv_unified = true)
         self.memory_handle = 0
         self.outputs = Outputs()
         self.perf = Perf()
@@ -115,37 +117,52 @@ class Context:
         return self.model.engine
 
     def seq(self, seq_id: int) -> Any:
-        """The cache of `seq_id`, made on first use."""
-        cache = self.seqs.get(seq_id)
-        if cache is None:
-            cache = self.new_cache()
-            self.seqs[seq_id] = cache
+        """The stream (a `bitnet.model.Context`) holding `seq_id`, made on first use."""
+        if self.kv_unified:
+            if self.shared is None:
+                self.shared = self.new_cache(self.n_ctx)
+            cache = self.shared
+        else:
+            cache = self.seqs.get(seq_id)
+            if cache is None:
+                cache = self.new_cache(self.n_ctx_seq)
+                cache.seq_id = seq_id
+                self.seqs[seq_id] = cache
         cache.n_threads, cache.n_threads_batch = self.n_threads, self.n_threads_batch
         return cache
 
-    def new_cache(self) -> Any:
-        """A `bitnet.model.Context` of this context's cache size, type and attention."""
+    def new_cache(self, n_cells: Optional[int] = None) -> Any:
+        """A `bitnet.model.Context` of n_cells (default n_ctx_seq) in this context's cache
+        type and attention."""
         from bitnet.model import Context as EngineContext
 
-        return EngineContext(self.check_model(), n_ctx=self.n_ctx_seq, n_batch=self.n_ubatch,
+        return EngineContext(self.check_model(), n_ctx=n_cells or self.n_ctx_seq, n_batch=self.n_ubatch,
                              kv_type=self.kv_type, flash_attn=self.flash_attn, n_threads=self.n_threads,
-                             n_threads_batch=self.n_threads_batch)
+                             n_threads_batch=self.n_threads_batch, n_seq=self.n_seq_max)
+
+    def streams(self) -> List[Any]:
+        """The streams made so far."""
+        if self.kv_unified:
+            return [] if self.shared is None else [self.shared]
+        return [self.seqs[s] for s in sorted(self.seqs)]
+
+    def clear(self) -> None:
+        self.seqs.clear()
+        self.shared = None
 
     def used_cells(self) -> int:
-        return sum(int(np.count_nonzero(c.cache.pos >= 0)) for c in self.seqs.values())
+        return sum(int(np.count_nonzero(s.cache.pos >= 0)) for s in self.streams())
 
     def pos_range(self, seq_id: int) -> Tuple[int, int]:
         """(min, max) cached position of a sequence, (-1, -1) when empty."""
-        cache = self.seqs.get(seq_id)
-        if cache is None:
-            return -1, -1
-        used = np.nonzero(cache.cache.pos >= 0)[0]
-        return (int(used[0]), int(used[-1])) if used.size else (-1, -1)
+        stream = self.shared if self.kv_unified else self.seqs.get(seq_id)
+        return (-1, -1) if stream is None else stream.cache.seq_pos_range(seq_id)
 
     def seq_ids(self, seq_id: int) -> List[int]:
-        """The sequences a memory call addresses (seq_id < 0: all)."""
+        """The sequences a memory call addresses (seq_id < 0: all that hold cells)."""
         if seq_id < 0:
-            return sorted(self.seqs)
+            held = [np.flatnonzero(s.cache.seq.any(axis=0)) for s in self.streams()]
+            return sorted({int(x) for h in held for x in h})
         if seq_id >= self.n_seq_max:
             raise CAPIError(E.GENERIC_ERROR, f"seq_id {seq_id} outside [0, {self.n_seq_max})")
         return [seq_id]
@@ -356,18 +373,16 @@ def memory_of(ptr: Any) -> Context:
 
 @export
 def llama_memory_clear(mem: Any, data: bool) -> None:
-    c = memory_of(mem)
-    c.seqs.clear()
+    memory_of(mem).clear()
 
 
 def seq_rm(c: Context, seq_id: int, p0: int, p1: int) -> bool:
-    p0 = max(int(p0), 0)
-    for s in c.seq_ids(seq_id):
-        cache = c.seqs.get(s)
-        if cache is not None:
-            cache.kv_cache_seq_rm(p0, int(p1))
-            if not np.any(cache.cache.pos >= 0):
-                del c.seqs[s]
+    """llama_memory_seq_rm: seq_id < 0 removes the range from every stream."""
+    if seq_id >= 0:
+        c.seq_ids(seq_id)
+    streams = c.streams() if seq_id < 0 or c.kv_unified else [c.seqs[seq_id]] if seq_id in c.seqs else []
+    for stream in streams:
+        stream.cache.seq_rm(int(seq_id), int(p0), int(p1))
     return True
 
 
@@ -376,68 +391,78 @@ def llama_memory_seq_rm(mem: Any, seq_id: int, p0: int, p1: int) -> bool:
     return seq_rm(memory_of(mem), seq_id, p0, p1)
 
 
-def _range(cache: Any, p0: int, p1: int) -> np.ndarray:
-    pos = cache.cache.pos
-    lo = max(int(p0), 0)
-    hi = pos.shape[0] if p1 < 0 else min(int(p1), pos.shape[0])
-    cells = np.nonzero(pos >= 0)[0]
-    return cells[(cells >= lo) & (cells < hi)]
-
-
 @export
 def llama_memory_seq_cp(mem: Any, src: int, dst: int, p0: int, p1: int) -> None:
+    """In one stream the cells gain dst (no data moves); across streams (kv_unified = false)
+    dst's stream becomes a copy of src's cells in [p0, p1) (llama.cpp copies only whole
+    streams and asserts the range is everything)."""
     c = memory_of(mem)
     c.seq_ids(src), c.seq_ids(dst)
-    if src == dst or src not in c.seqs:
+    if src == dst:
         return
-    s_cache = c.seqs[src]
-    cells = _range(s_cache, p0, p1)
-    d_cache = c.seq(dst)
-    for name in ("k", "v"):
-        getattr(d_cache.cache, name)[:, cells] = getattr(s_cache.cache, name)[:, cells]
-    d_cache.cache.pos[cells] = cells
+    if c.kv_unified:
+        if c.shared is not None:
+            c.shared.cache.seq_cp(int(src), int(dst), int(p0), int(p1))
+        return
+    if src not in c.seqs:
+        return
+    s_kv, d_kv = c.seqs[src].cache, c.seq(dst).cache
+    cells = s_kv.seq_cells(src)
+    p = s_kv.pos[cells]
+    cells = cells[(p >= max(int(p0), 0)) & ((p < int(p1)) if p1 >= 0 else True)]
+    d_kv.clear()
+    d_kv.k[:, cells] = s_kv.k[:, cells]
+    d_kv.v[:, cells] = s_kv.v[:, cells]
+    if cells.size:
+        d_kv.place(cells, s_kv.pos[cells], [(int(dst),)] * cells.size)
+    d_kv.head = s_kv.head
 
 
 @export
 def llama_memory_seq_keep(mem: Any, seq_id: int) -> None:
+    """Drop every other sequence from seq_id's stream (kv_unified = false: the stream holds
+    only seq_id already, and llama.cpp leaves the other streams as they are)."""
     c = memory_of(mem)
     c.seq_ids(seq_id)
-    for s in [s for s in c.seqs if s != seq_id]:
-        del c.seqs[s]
+    if c.kv_unified and c.shared is not None:
+        c.shared.cache.seq_keep(int(seq_id))
 
 
 @export
 def llama_memory_seq_add(mem: Any, seq_id: int, p0: int, p1: int, delta: int) -> None:
-    """Shift positions [p0, p1) by delta, re-rotating the cached keys (llama.cpp's K-shift);
-    cells moved below 0 are dropped."""
+    """Shift positions [p0, p1) of seq_id by delta, re-rotating the cached keys (llama.cpp's
+    K-shift); cells moved below 0 are freed."""
     c = memory_of(mem)
-    if delta == 0:
+    if delta == 0 or p0 == p1:
         return
     from bitnet.model.graphs import rope_params
 
     for s in c.seq_ids(seq_id):
-        cache = c.seqs.get(s)
-        if cache is None:
+        stream = c.shared if c.kv_unified else c.seqs.get(s)
+        if stream is None:
             continue
-        cells = _range(cache, p0, p1)
+        kv = stream.cache
+        cells = kv.seq_cells(s)
+        p = kv.pos[cells]
+        cells = cells[(p >= max(int(p0), 0)) & ((p < int(p1)) if p1 >= 0 else True)]
         if cells.size == 0:
             continue
-        new = cells + int(delta)
-        if new.size and int(new.max()) >= c.n_ctx_seq:
+        new = kv.pos[cells] + int(delta)
+        if int(new.max()) >= c.n_ctx_seq:
             raise CAPIError(E.CONTEXT_LENGTH_EXCEEDED, f"positions up to {int(new.max())} do not "
                             f"fit n_ctx_seq={c.n_ctx_seq}")
-        engine = cache.model
+        engine = stream.model
         rope = rope_params(engine.hparams, engine.weights.rope_freqs)
-        kv = cache.cache
         keep = new >= 0
-        k_old, v_old = kv.k[:, cells].copy(), kv.v[:, cells].copy()
-        kv.pos[cells] = -1
-        shift = np.full(int(keep.sum()), int(delta), dtype=np.int64)
+        kv.pos[cells] = new
+        gone = cells[~keep]
+        kv.unplace(gone)
+        kv.head = int(gone[0]) if gone.size else 0  # llama.cpp: the first freed cell, else 0
+        moved = cells[keep]
+        shift = np.full(moved.size, int(delta), dtype=np.int64)
         for il in range(kv.k.shape[0]):
-            k = k_old[il, keep].astype(np.float32)
-            kv.k[il, new[keep]] = engine.backend.rope(k, shift, rope).astype(kv.k.dtype)
-            kv.v[il, new[keep]] = v_old[il, keep]
-        kv.pos[new[keep]] = new[keep]
+            k = kv.k[il, moved].astype(np.float32)
+            kv.k[il, moved] = engine.backend.rope(k, shift, rope).astype(kv.k.dtype)
 
 
 @export

@@ -2,10 +2,15 @@
 embeddings, pooled embeddings).
 
 A batch is checked as llama.cpp's batch allocator does (token ids, sequence ids, positions
-consecutive per sequence and following what the cache holds, no partial sequence sets), then
-each sequence's tokens run through that sequence's cache. Tokens shared by several sequences
-whose caches are all empty (a prompt decoded for n parallel streams) are computed once and
-their cells copied to the other caches.
+consecutive per sequence and following what the cache holds, no partial sequence sets), then:
+
+- kv_unified = true (one stream): split into ubatches of n_ubatch tokens in batch order
+  (llama.cpp's split_simple); each ubatch runs as one forward, its tokens in the cells the
+  cache's search picks, each attending to its own sequence's cells (llama.cpp's KQ mask), a
+  token of several sequences in one cell that all of them share;
+- kv_unified = false (a stream per sequence): each sequence's tokens run through its stream.
+  Tokens shared by several sequences whose streams are all empty (a prompt decoded for n
+  parallel streams) are computed once and their cells copied to the other streams.
 """
 
 from __future__ import annotations
@@ -107,11 +112,9 @@ def _check_positions(c: Context, pos: np.ndarray, seqs: List[Tuple[int, ...]],
         if ps[-1] >= c.n_ctx_seq:
             raise CAPIError(E.CONTEXT_LENGTH_EXCEEDED, f"sequence {s}: position {ps[-1]} does not fit "
                             f"n_ctx_seq = {c.n_ctx_seq}", value=1)
-    if c.kv_unified and not encode:
-        new_cells = sum(len(ps) for ps in per_seq.values())
-        if c.used_cells() + new_cells > c.n_ctx:
-            raise CAPIError(E.CONTEXT_LENGTH_EXCEEDED, f"no room for {new_cells} more cells in the "
-                            f"unified cache of n_ctx = {c.n_ctx}", value=1)
+    if c.kv_unified and not encode and c.used_cells() + len(pos) > c.n_ctx:  # one cell per token
+        raise CAPIError(E.CONTEXT_LENGTH_EXCEEDED, f"no room for {len(pos)} more cells in the "
+                        f"unified cache of n_ctx = {c.n_ctx}", value=1)
 
 
 def _plan(batch: Batch, empty: Any) -> List[Tuple[Tuple[int, ...], List[int]]]:
@@ -139,12 +142,47 @@ def _plan(batch: Batch, empty: Any) -> List[Tuple[Tuple[int, ...], List[int]]]:
     return plan
 
 
+def _run_ubatches(c: Context, batch: Batch, want: FrozenSet[int]) -> Tuple[Dict[int, np.ndarray],
+                                                                             Dict[int, np.ndarray]]:
+    """The unified stream: ubatches of n_ubatch tokens, each one forward over all of its
+    sequences. Returns (logits, hidden) of the output tokens by batch index."""
+    from bitnet.model.graphs import forward, output_logits
+
+    engine = c.check_model()
+    stream = c.seq(0)
+    ops, hp, w = engine.backend, engine.hparams, engine.weights
+    hidden: Dict[int, np.ndarray] = {}
+    logits: Dict[int, np.ndarray] = {}
+    for u0 in range(0, len(batch.ids), c.n_ubatch):
+        if c.aborted():
+            raise CAPIError(E.INFERENCE_FAILED, "aborted by abort_callback", value=2)
+        idx = list(range(u0, min(len(batch.ids), u0 + c.n_ubatch)))
+        out = [j for j, i in enumerate(idx) if i in want]
+        # llama.cpp's last layer runs its output rows only; rows other than a suffix are
+        # computed with every row there
+        n_out = len(out) if out == list(range(len(idx) - len(out), len(idx))) else len(idx)
+        h, _ = forward(ops, hp, w, stream.cache, batch.ids[idx], batch.pos[idx], n_out=n_out,
+                          flash_attn=c.flash_attn, seqs=[batch.seqs[i] for i in idx],
+                          n_threads=c.n_threads if len(idx) == 1 else c.n_threads_batch)
+        rows = np.asarray(out) - (len(idx) - h.shape[0])
+        if out:
+            lg = output_logits(ops, w, h[rows])
+            for r, j in enumerate(out):
+                logits[idx[j]], hidden[idx[j]] = lg[r], h[rows[r]]
+    return logits, hidden
+
+
 def run_batch(c: Context, batch: Batch, encode: bool) -> None:
     """Evaluate `batch` and keep its outputs (logits; embeddings when enabled). Encoding runs
     on fresh caches and leaves the context's memory as it was."""
     from bitnet.model.graphs import output_logits
 
     engine = c.check_model()
+    want = set(batch.outputs.tolist())
+    if c.kv_unified and not encode:
+        logits, hidden = _run_ubatches(c, batch, frozenset(want))
+        _keep_outputs(c, batch, engine, logits, hidden)
+        return
     scratch: Dict[int, Any] = {}
 
     def cache_of(s: int) -> Any:
@@ -157,9 +195,7 @@ def run_batch(c: Context, batch: Batch, encode: bool) -> None:
     def empty(s: int) -> bool:
         return encode or c.pos_range(s)[1] < 0
 
-    want = set(batch.outputs.tolist())
-    hidden: Dict[int, np.ndarray] = {}
-    logits: Dict[int, np.ndarray] = {}
+    hidden, logits = {}, {}
     for row, idx in _plan(batch, empty):
         if c.aborted():
             raise CAPIError(E.INFERENCE_FAILED, "aborted by abort_callback", value=2)
@@ -176,12 +212,18 @@ def run_batch(c: Context, batch: Batch, encode: bool) -> None:
             for r, j in enumerate(out):
                 logits[idx[j]] = rows[r]
                 hidden[idx[j]] = h[j]
-        for s in row[1:]:  # copy the shared cells to the other sequences
+        src = cache.cache
+        cells = np.flatnonzero(np.isin(src.pos, batch.pos[idx]))  # the cells just written
+        for s in row[1:]:  # copy the shared cells to the other (empty) streams
             dst = cache_of(s).cache
-            cells = batch.pos[idx]
-            dst.k[:, cells] = cache.cache.k[:, cells]
-            dst.v[:, cells] = cache.cache.v[:, cells]
-            dst.pos[cells] = cells
+            dst.k[:, cells] = src.k[:, cells]
+            dst.v[:, cells] = src.v[:, cells]
+            dst.place(cells, src.pos[cells], [(s,)] * cells.size)
+    _keep_outputs(c, batch, engine, logits, hidden)
+
+
+def _keep_outputs(c: Context, batch: Batch, engine: Any, logits: Dict[int, np.ndarray],
+                  hidden: Dict[int, np.ndarray]) -> None:
     order = sorted(logits)
     V = engine.hparams.n_vocab
     lg = np.stack([logits[i] for i in order]) if order else np.zeros((0, V), np.float32)

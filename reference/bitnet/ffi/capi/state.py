@@ -5,10 +5,16 @@ As in llama.cpp 0.3.36 the state is the model's architecture and the memory (no 
 program replays its last token after a restore). The bytes are this library's own format,
 little-endian:
 
-    state:  b"BNST" u32 version | model | u32 n_seq | n_seq x (i32 seq_id, sequence) | u32 crc32
-    seq:    b"BNSQ" u32 version | model | sequence | u32 crc32
-    model:  u32 len, architecture | u32 n_layer, n_head_kv, head_dim, kv dtype (0 f32, 1 f16)
-    sequence: u32 n_cells | i32 positions[n_cells] | K then V: [n_layer][n_cells][n_head_kv][head_dim]
+    state:  b"BNST" u32 version | model | u32 n_streams | n_streams x (i32 seq_id, cells) | u32 crc32
+    seq:    b"BNSQ" u32 version | model | cells | u32 crc32
+    model:  u32 len, architecture | u32 n_layer, n_head_kv, head_dim, kv dtype (0 f32, 1 f16),
+            n_seq_max
+    cells:  u32 n_cells | i32 positions[n_cells] | u8 sequences[n_cells][n_seq_max] | K then V:
+            [n_layer][n_cells][n_head_kv][head_dim]
+
+A state holds each stream's used cells in cell order (seq_id -1: the unified stream); as in
+llama.cpp they are restored from cell 0 on. A sequence's cells are restored into the cells its
+stream's search finds (llama.cpp's find_slot).
 
 Files: llama.cpp's headers (b"ggsn" v10 / b"ggsq" v3, u32 n_tokens, the tokens) then a blob.
 A restore checks everything (checksum included) before it changes anything: a corrupt,
@@ -28,7 +34,7 @@ from bitnet import errors as E
 from bitnet.ffi.capi.contexts import Context, context_of
 from bitnet.ffi.capi.core import RT, CAPIError, c_str, export
 
-VERSION = 1
+VERSION = 2
 STATE_MAGIC, SEQ_MAGIC = b"BNST", b"BNSQ"
 SESSION_MAGIC, SESSION_VERSION = 0x6767736E, 10  # LLAMA_SESSION_MAGIC / _VERSION
 SEQ_FILE_MAGIC, SEQ_FILE_VERSION = 0x67677371, 3  # LLAMA_STATE_SEQ_MAGIC / _VERSION
@@ -41,16 +47,12 @@ def _model_header(c: Context) -> bytes:
     arch = c.model.arch.encode()
     dtype = 1 if c.kv_type == "f16" else 0
     return struct.pack("<I", len(arch)) + arch + struct.pack(
-        "<4I", hp.n_layer, hp.n_head_kv, hp.n_embd_head_k, dtype)
+        "<5I", hp.n_layer, hp.n_head_kv, hp.n_embd_head_k, dtype, c.n_seq_max)
 
 
-def _seq_bytes(c: Context, seq_id: int) -> bytes:
-    cache = c.seqs.get(seq_id)
-    if cache is None:
-        return struct.pack("<I", 0)
-    kv = cache.cache
-    cells = np.nonzero(kv.pos >= 0)[0]
-    parts = [struct.pack("<I", cells.size), kv.pos[cells].astype("<i4").tobytes()]
+def _cells_bytes(kv: Any, cells: np.ndarray) -> bytes:
+    parts = [struct.pack("<I", cells.size), kv.pos[cells].astype("<i4").tobytes(),
+             kv.seq[cells].astype(np.uint8).tobytes()]
     parts += [np.ascontiguousarray(kv.k[:, cells]).tobytes(),
               np.ascontiguousarray(kv.v[:, cells]).tobytes()]
     return b"".join(parts)
@@ -60,17 +62,28 @@ def _seal(body: bytes) -> bytes:
     return body + struct.pack("<I", zlib.crc32(body) & 0xFFFFFFFF)
 
 
+def _stream_ids(c: Context) -> List[int]:
+    return ([-1] if c.shared is not None else []) if c.kv_unified else sorted(c.seqs)
+
+
+def _stream(c: Context, sid: int) -> Any:
+    return c.seq(max(sid, 0))
+
+
 def state_bytes(c: Context) -> bytes:
-    seqs = sorted(c.seqs)
-    body = [STATE_MAGIC, struct.pack("<I", VERSION), _model_header(c), struct.pack("<I", len(seqs))]
-    for s in seqs:
-        body += [struct.pack("<i", s), _seq_bytes(c, s)]
+    sids = _stream_ids(c)
+    body = [STATE_MAGIC, struct.pack("<I", VERSION), _model_header(c), struct.pack("<I", len(sids))]
+    for sid in sids:
+        kv = _stream(c, sid).cache
+        body += [struct.pack("<i", sid), _cells_bytes(kv, kv.seq_cells(-1))]
     return _seal(b"".join(body))
 
 
 def seq_state_bytes(c: Context, seq_id: int) -> bytes:
     c.seq_ids(seq_id)
-    return _seal(SEQ_MAGIC + struct.pack("<I", VERSION) + _model_header(c) + _seq_bytes(c, seq_id))
+    kv = c.seq(seq_id).cache
+    body = _cells_bytes(kv, kv.seq_cells(seq_id))
+    return _seal(SEQ_MAGIC + struct.pack("<I", VERSION) + _model_header(c) + body)
 
 
 # ---- reading ---------------------------------------------------------------------------------
@@ -101,26 +114,31 @@ class Reader:
 
 def _read_model(r: Reader, c: Context) -> None:
     arch = r.read(r.u32()).decode("utf-8", "replace")
-    dims = struct.unpack("<4I", r.read(16))
+    dims = struct.unpack("<5I", r.read(20))
     hp = c.check_model().hparams
-    want = (hp.n_layer, hp.n_head_kv, hp.n_embd_head_k, 1 if c.kv_type == "f16" else 0)
+    want = (hp.n_layer, hp.n_head_kv, hp.n_embd_head_k, 1 if c.kv_type == "f16" else 0, c.n_seq_max)
     if arch != c.model.arch or dims != want:
         raise CAPIError(E.GENERIC_ERROR, f"the state is of another model or cache: {arch} {dims}, "
                         f"this context: {c.model.arch} {want}")
 
 
-def _read_seq(r: Reader, c: Context) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+Cells = Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # positions, sequences, K, V
+
+
+def _read_cells(r: Reader, c: Context, n_cells: int) -> Cells:
     n = r.u32()
     hp = c.check_model().hparams
     pos = np.frombuffer(r.read(4 * n), dtype="<i4").astype(np.int64)
+    seqs = np.frombuffer(r.read(n * c.n_seq_max), dtype=np.uint8).reshape(n, c.n_seq_max) != 0
     dtype = np.dtype(DTYPES[1 if c.kv_type == "f16" else 0])
     shape = (hp.n_layer, n, hp.n_head_kv, hp.n_embd_head_k)
     nbytes = int(np.prod(shape)) * dtype.itemsize
     k = np.frombuffer(r.read(nbytes), dtype=dtype).reshape(shape)
     v = np.frombuffer(r.read(nbytes), dtype=dtype).reshape(shape)
-    if n and (int(np.min(pos)) < 0 or int(np.max(pos)) >= c.n_ctx_seq or np.unique(pos).size != n):
-        raise CAPIError(E.GENERIC_ERROR, "the state's positions do not fit this context")
-    return pos, k, v
+    if n > n_cells or (n and (int(np.min(pos)) < 0 or int(np.max(pos)) >= c.n_ctx_seq
+                              or not seqs.any(axis=1).all())):
+        raise CAPIError(E.GENERIC_ERROR, "the state's cells do not fit this context")
+    return pos, seqs, k, v
 
 
 def _check_crc(r: Reader) -> None:
@@ -130,45 +148,54 @@ def _check_crc(r: Reader) -> None:
         raise CAPIError(E.GENERIC_ERROR, "the state is corrupt (checksum mismatch)")
 
 
-def _install(c: Context, seq_id: int, pos: np.ndarray, k: np.ndarray, v: np.ndarray) -> None:
-    c.seqs.pop(seq_id, None)
-    if pos.size == 0:
-        return
-    kv = c.seq(seq_id).cache
-    kv.k[:, pos] = k
-    kv.v[:, pos] = v
-    kv.pos[pos] = pos
-
-
 def read_state(c: Context, r: Reader) -> int:
+    """Restore every stream: its cells from cell 0 in the saved order, head 0 (llama.cpp's
+    whole-state read)."""
     if r.read(4) != STATE_MAGIC or r.u32() != VERSION:
         raise CAPIError(E.GENERIC_ERROR, "not a state of this library (magic/version)")
     _read_model(r, c)
-    seqs: List[Tuple[int, Tuple[np.ndarray, np.ndarray, np.ndarray]]] = []
+    streams: List[Tuple[int, Cells]] = []
     for _ in range(r.u32()):
-        s = int(struct.unpack("<i", r.read(4))[0])
-        if not 0 <= s < c.n_seq_max:
-            raise CAPIError(E.GENERIC_ERROR, f"the state holds sequence {s}; n_seq_max = {c.n_seq_max}")
-        seqs.append((s, _read_seq(r, c)))
+        sid = int(struct.unpack("<i", r.read(4))[0])
+        if not (sid == -1 if c.kv_unified else 0 <= sid < c.n_seq_max):
+            raise CAPIError(E.GENERIC_ERROR, f"the state holds stream {sid}; this context has "
+                            f"{'one unified stream' if c.kv_unified else f'n_seq_max = {c.n_seq_max}'}")
+        cells = _read_cells(r, c, c.n_ctx if c.kv_unified else c.n_ctx_seq)
+        own = cells[1][:, sid].all() and int(cells[1].sum()) == cells[0].size
+        if not c.kv_unified and cells[0].size and not own:
+            raise CAPIError(E.GENERIC_ERROR, f"stream {sid} holds cells of other sequences")
+        streams.append((sid, cells))
     _check_crc(r)
-    c.seqs.clear()
-    for s, (pos, k, v) in seqs:
-        _install(c, s, pos, k, v)
+    c.clear()
+    for sid, (pos, seqs, k, v) in streams:
+        kv = _stream(c, sid).cache
+        n = pos.size
+        kv.pos[:n], kv.seq[:n] = pos, seqs
+        kv.k[:, :n], kv.v[:, :n] = k, v
     return r.pos
 
 
 def read_seq_state(c: Context, r: Reader, seq_id: int) -> int:
+    """Restore one sequence into the cells its stream's search finds (llama.cpp:
+    seq_rm, find_slot, apply_ubatch)."""
     c.seq_ids(seq_id)
+    kv = c.seq(seq_id).cache
     try:
         if r.read(4) != SEQ_MAGIC or r.u32() != VERSION:
             raise CAPIError(E.GENERIC_ERROR, "not a sequence state of this library (magic/version)")
         _read_model(r, c)
-        pos, k, v = _read_seq(r, c)
+        pos, _, k, v = _read_cells(r, c, kv.n_ctx)
         _check_crc(r)
+        kv.seq_rm(seq_id, -1, -1)
+        cells = kv.find_slot(pos.size) if pos.size else np.zeros(0, dtype=np.int64)
+        if cells is None:
+            raise CAPIError(E.GENERIC_ERROR, f"no {pos.size} free cells for sequence {seq_id}")
     except CAPIError:
-        c.seqs.pop(seq_id, None)  # llama.cpp: a failed restore leaves the sequence empty
+        kv.seq_rm(seq_id, -1, -1)  # llama.cpp: a failed restore leaves the sequence empty
         raise
-    _install(c, seq_id, pos, k, v)
+    if pos.size:
+        kv.place(cells, pos, [(seq_id,)] * pos.size)
+        kv.k[:, cells], kv.v[:, cells] = k, v
     return r.pos
 
 
