@@ -248,10 +248,11 @@ def test_batched_example(common_examples: Dict[str, Dict[str, Path]], model_path
 def test_save_load_state_test_program(common_examples: Dict[str, Dict[str, Path]], model_path: Path,
                                       tmp_path: Path) -> None:
     """llama.cpp's tests/test-save-load-state.cpp: all nine tests pass on both libraries (exit
-    status 0)."""
+    status 0), and the baseline generation is the same 8 tokens."""
     args = ("-m", str(model_path), "-p",
             "The three primary colors are red, yellow and blue. The three secondary colors are",
             "-n", "8")
+    baseline: Dict[str, List[str]] = {}
     for lib in ("bitnet", "llama"):
         cwd = tmp_path / lib
         cwd.mkdir()
@@ -260,3 +261,5 @@ def test_save_load_state_test_program(common_examples: Dict[str, Dict[str, Path]
         # the exit status is the verdict (0: every test passed; run_program checks it): the
         # program's last lines go through common/'s log thread, which exit can cut short
         assert "FAIL" not in text and "=== Test 1: baseline ===" in text, (lib, text)
+        baseline[lib] = text.split("=== Test 1: baseline ===", 1)[1].split("===", 1)[0].split()
+    assert baseline["bitnet"] == baseline["llama"] and len(baseline["llama"]) == 8
