@@ -31,6 +31,7 @@ import bitnet_kernels as opt
 from bitnet import quants, runtime
 from bitnet.ggml_types import GGMLType as G
 from bitnet.model import Context
+from bitnet.model.graphs import forward
 from bitnet.numerics import EXACT_TYPES, PeerBackend, emulates_llamacpp_build
 from bitnet.ops import ROPE_NEOX, ROPE_NORMAL, FlashAttn, QTensor, RopeParams
 
@@ -154,12 +155,23 @@ def _attention_case(rng: np.random.Generator, t: int,
     return q, kc, vc, q_pos, kv_pos
 
 
+def _per_query(rng: np.random.Generator, kv_pos: np.ndarray, q_pos: np.ndarray) -> np.ndarray:
+    """(T, K) mask rows as a cache shared by several sequences gives them: ~30% of the cells
+    belong to another sequence (-1); a query's own cell (cell index = position) stays."""
+    rows = np.tile(kv_pos, (q_pos.size, 1))
+    drop = rng.random(rows.shape) < 0.3
+    drop[np.arange(q_pos.size), q_pos] = False
+    rows[drop] = -1
+    return rows
+
+
 @needs_ext
 def test_ops_equal_numpy_peer_backend(isa: str) -> None:
     """Every op the graph calls, C vs `bitnet.numerics.PeerBackend` (numpy), same bytes: the
     matmuls of the types that reference calls exact, RMSNorm, RoPE, softmax and SwiGLU on
     whole 16-lane groups (the libm tails are llama.cpp's, checked against libggml above),
-    attention with an F16 cache for one query (vec_dot_f16 sums) and a batch (tinyBLAS)."""
+    attention with an F16 cache for one query (vec_dot_f16 sums) and a batch (tinyBLAS), with
+    one mask row for all queries and a row per query."""
     rng = np.random.default_rng(3)
     c, ref = opt.OptimizedBackend(activation_quant="peer", n_threads=2), PeerBackend()
     for type_id in sorted(set(TYPES) & set(EXACT_TYPES)):
@@ -183,8 +195,10 @@ def test_ops_equal_numpy_peer_backend(isa: str) -> None:
     u = rng.standard_normal((3, 1536)).astype(np.float32)
     assert c.swiglu(g, u).tobytes() == ref.swiglu(g, u).tobytes()
     for t in (1, 3):
-        case = _attention_case(rng, t, np.float16)
-        assert c.attention(*case, 0.125).tobytes() == ref.attention(*case, 0.125).tobytes(), t
+        q, kc, vc, q_pos, kv_pos = _attention_case(rng, t, np.float16)
+        for kvp in (kv_pos, _per_query(rng, kv_pos, q_pos)):
+            case = (q, kc, vc, q_pos, kvp)
+            assert c.attention(*case, 0.125).tobytes() == ref.attention(*case, 0.125).tobytes(), t
 
 
 # --------------------------------------------------------------------------------------
@@ -333,12 +347,13 @@ def test_fused_forward_matches_per_op_path_and_threads() -> None:
     """The fused C forward (one call for all layers) gives the per-op path's bytes (a layer
     hook forces op by op), with 1 and 3 threads, for a batch with every row an output, a
     batch with the last row only (the last layer's FFN pruned, then `embeddings` completing
-    the other rows), and single tokens."""
+    the other rows), single tokens, and a ubatch of two sequences sharing the cache (a mask
+    row per token)."""
     path = _synthetic("bitnet-tq2_0")
 
     def run(threads: int, hook: bool) -> List[bytes]:
         model = runtime.load_model(str(path), numerics="llama.cpp", n_threads=threads)
-        ctx = Context(model, n_ctx=64, n_batch=16, kv_type="f16")
+        ctx = Context(model, n_ctx=64, n_batch=16, kv_type="f16", n_seq=2)
         if hook:
             ctx.layer_hook = lambda il, x: None
         out = [ctx.eval(list(range(100, 112)), all_logits=True).tobytes()]
@@ -348,6 +363,11 @@ def test_fused_forward_matches_per_op_path_and_threads() -> None:
         out.append(emb.tobytes())
         for tok in (5, 6, 7):
             out.append(ctx.eval([tok], all_logits=False).tobytes())
+        ctx.cache.seq_cp(0, 1, -1, -1)
+        n = ctx.n_past
+        h, _ = forward(model.backend, model.hparams, model.weights, ctx.cache, np.array([8, 9, 10, 11]),
+                       np.array([n, n, n + 1, n + 1]), ctx.layer_hook, 4, seqs=[(0,), (1,), (0,), (1,)])
+        out.append(h.tobytes())
         return out
 
     base = run(1, hook=True)
@@ -384,15 +404,18 @@ def _fa_case(rng: np.random.Generator, t: int, k: int, used: int,
 def test_flash_attention_is_libggml(isa: str, oracle: Any, kv_dtype: Any) -> None:
     """ggml_flash_attn_ext on llama.cpp's CPU backend at 1, 2 and 3 threads against the C
     (bn_flash_attention) told the same thread count and KV view: the same bytes on every
-    path, F16 and F32 caches."""
+    path, F16 and F32 caches; one mask row for all queries and a row per query."""
     rng = np.random.default_rng(11)
     c = opt.OptimizedBackend(activation_quant="peer", n_threads=2)
     for t, k, used in FA_CASES:
         q, kc, vc, q_pos, kv_pos, mask = _fa_case(rng, t, k, used, kv_dtype)
-        for nth in (1, 2, 3):
-            want = oracle.flash_attn_ext(q, kc, vc, mask, 0.125, n_threads=nth).reshape(t, -1)
-            got = c.attention(q, kc, vc, q_pos, kv_pos, 0.125, flash=FlashAttn(n_threads=nth, n_view=k))
-            assert got.tobytes() == want.tobytes(), (t, k, used, nth)
+        rows = _per_query(rng, kv_pos, q_pos)
+        row_mask = np.where((rows >= 0) & (rows <= q_pos[:, None]), 0.0, -np.inf).astype(np.float32)
+        for kvp, msk in ((kv_pos, mask), (rows, row_mask)):
+            for nth in (1, 2, 3):
+                want = oracle.flash_attn_ext(q, kc, vc, msk, 0.125, n_threads=nth).reshape(t, -1)
+                got = c.attention(q, kc, vc, q_pos, kvp, 0.125, flash=FlashAttn(n_threads=nth, n_view=k))
+                assert got.tobytes() == want.tobytes(), (t, k, used, nth, kvp.ndim)
 
 
 @needs_ext
