@@ -66,8 +66,9 @@ def read_batch(c: Context, b: Any, encode: bool) -> Batch:
         ns = int(b.n_seq_id[i]) if b.n_seq_id != ffi.NULL else 1
         if ns < 1 or b.seq_id[i] == ffi.NULL:
             raise _invalid(f"batch token {i} has no sequence id")
-        row = tuple(sorted({int(b.seq_id[i][j]) for j in range(ns)}))
-        if row[0] < 0 or row[-1] >= c.n_seq_max:
+        # in the batch's order: llama.cpp masks (and numbers positions) by the first id
+        row = tuple(dict.fromkeys(int(b.seq_id[i][j]) for j in range(ns)))
+        if min(row) < 0 or max(row) >= c.n_seq_max:
             raise _invalid(f"invalid seq_id[{i}] = {row} >= n_seq_max = {c.n_seq_max}")
         seqs.append(row)
     if b.pos != ffi.NULL:
