@@ -47,6 +47,16 @@ def test_two_sequences_in_one_batch_equal_each_alone(programs: Dict[str, Path], 
     assert int(out["n_ctx_seq"][0]) == (512 if unified == "1" else 256)
 
 
+def test_coupled_prompt_with_per_sequence_streams(programs: Dict[str, Path], model_path: Path) -> None:
+    """A prompt whose tokens belong to sequences 0 and 1 of a context with per-sequence streams
+    (libllama refuses it: "coupled sequences ... use -kvu"; here it is computed once and its
+    cells copied to the other stream): each sequence then continues as the prompt alone."""
+    out = parse_lines(run_program(programs["multi_seq"], str(model_path), str(N_GEN), "0",
+                                  *PROMPTS, "coupled").stdout)
+    assert len(out["coupled_0"]) == N_GEN
+    assert out["coupled_0"] == out["coupled_1"] == out["single_0"]
+
+
 STATE_CASES = ("from_data", "from_file", "seq_into_1", "seq_file_into_1", "seq_cp")
 
 

@@ -1,8 +1,10 @@
 /* Several sequences in one batch (n_seq_max = 2): each sequence's greedy continuation must be
  * what it is alone. Same source for libllama and libbitnet_ffi (USE_BITNET picks the header).
- * usage: multi_seq MODEL.gguf N_GEN UNIFIED(0|1) PROMPT_A PROMPT_B
+ * usage: multi_seq MODEL.gguf N_GEN UNIFIED(0|1) PROMPT_A PROMPT_B [coupled]
  * prints "batched_<s> ids..." (both sequences in every batch) and "single_<s> ids..." (each
- * sequence alone in its own context), "n_ctx_seq n". */
+ * sequence alone in its own context), "n_ctx_seq n"; with "coupled" also "coupled_<s> ids...":
+ * PROMPT_A's tokens each in sequences 0 and 1 of a context with per-sequence streams (libllama
+ * refuses that batch), then both sequences continued greedily in one batch per step. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,6 +116,42 @@ int main(int argc, char **argv) {
         }
         printf("\n");
         llama_free(one);
+    }
+    if (argc > 6 && strcmp(argv[6], "coupled") == 0) {
+        struct llama_context *two = new_ctx(model, 2, false);
+        struct llama_batch cb = llama_batch_init(512, 0, 2);
+        if (two == NULL) return 1;
+        for (int32_t i = 0; i < n_prompt[0]; i++) {
+            cb.token[i] = prompt[0][i];
+            cb.pos[i] = i;
+            cb.n_seq_id[i] = 2;
+            cb.seq_id[i][0] = 0;
+            cb.seq_id[i][1] = 1;
+            cb.logits[i] = i == n_prompt[0] - 1;
+        }
+        cb.n_tokens = n_prompt[0];
+        int32_t idx[2] = {n_prompt[0] - 1, n_prompt[0] - 1};
+        for (int step = 0; step < n_gen; step++) {
+            if (llama_decode(two, cb) != 0) return 1;
+            cb.n_tokens = 0;
+            for (int s = 0; s < 2; s++) {
+                gen[s][step] = greedy(two, idx[s], n_vocab);
+                int32_t j = cb.n_tokens++;
+                cb.token[j] = gen[s][step];
+                cb.pos[j] = n_prompt[0] + step;
+                cb.n_seq_id[j] = 1;
+                cb.seq_id[j][0] = s;
+                cb.logits[j] = 1;
+                idx[s] = j;
+            }
+        }
+        for (int s = 0; s < 2; s++) {
+            printf("coupled_%d", s);
+            for (int step = 0; step < n_gen; step++) printf(" %d", gen[s][step]);
+            printf("\n");
+        }
+        llama_batch_free(cb);
+        llama_free(two);
     }
     llama_model_free(model);
     llama_backend_free();

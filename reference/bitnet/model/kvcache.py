@@ -133,9 +133,11 @@ class KVCache:
         self.seq[keep] = False
         self.seq[keep, seq_id] = True
 
-    def seq_cells(self, seq_id: int) -> np.ndarray:
-        """The cells holding seq_id (< 0: every occupied cell), in cell order."""
-        return np.flatnonzero(self.pos >= 0 if seq_id < 0 else self.seq[:, seq_id])
+    def seq_cells(self, seq_id: int, p0: int = 0, p1: int = -1) -> np.ndarray:
+        """The cells holding seq_id (< 0: every occupied cell) with p0 <= pos < p1 (p1 < 0:
+        no end), in cell order."""
+        held = self.pos >= 0 if seq_id < 0 else self.seq[:, seq_id]
+        return np.flatnonzero(held & self._in_range(p0, p1))
 
     def seq_pos_range(self, seq_id: int) -> Tuple[int, int]:
         """(min, max) position of seq_id (< 0: any) in the cache; (-1, -1) when it has none."""
@@ -159,4 +161,4 @@ class KVCache:
     @property
     def n_used(self) -> int:
         """1 + the largest cached position (0 when empty)."""
-        return int(self.pos.max()) + 1 if self.n_ctx and self.pos.max() >= 0 else 0
+        return max(int(self.pos.max()), -1) + 1 if self.n_ctx else 0

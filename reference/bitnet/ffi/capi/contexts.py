@@ -407,9 +407,7 @@ def llama_memory_seq_cp(mem: Any, src: int, dst: int, p0: int, p1: int) -> None:
     if src not in c.seqs:
         return
     s_kv, d_kv = c.seqs[src].cache, c.seq(dst).cache
-    cells = s_kv.seq_cells(src)
-    p = s_kv.pos[cells]
-    cells = cells[(p >= max(int(p0), 0)) & ((p < int(p1)) if p1 >= 0 else True)]
+    cells = s_kv.seq_cells(src, int(p0), int(p1))
     d_kv.clear()
     d_kv.k[:, cells] = s_kv.k[:, cells]
     d_kv.v[:, cells] = s_kv.v[:, cells]
@@ -442,9 +440,7 @@ def llama_memory_seq_add(mem: Any, seq_id: int, p0: int, p1: int, delta: int) ->
         if stream is None:
             continue
         kv = stream.cache
-        cells = kv.seq_cells(s)
-        p = kv.pos[cells]
-        cells = cells[(p >= max(int(p0), 0)) & ((p < int(p1)) if p1 >= 0 else True)]
+        cells = kv.seq_cells(s, int(p0), int(p1))
         if cells.size == 0:
             continue
         new = kv.pos[cells] + int(delta)

@@ -214,7 +214,7 @@ def run_batch(c: Context, batch: Batch, encode: bool) -> None:
                 logits[idx[j]] = rows[r]
                 hidden[idx[j]] = h[j]
         src = cache.cache
-        cells = np.flatnonzero(np.isin(src.pos, batch.pos[idx]))  # the cells just written
+        cells = src.seq_cells(-1)  # the cells just written (the stream was empty)
         for s in row[1:]:  # copy the shared cells to the other (empty) streams
             dst = cache_of(s).cache
             dst.k[:, cells] = src.k[:, cells]
